@@ -1,0 +1,433 @@
+"""Read every declarative file, validate it, and build the frozen config objects.
+
+All fallible work of a (re)load happens here: YAML parsing, `${ENV}` interpolation, JSON Schema
+validation (one Draft 2020-12 schema per file, shipped in the package), cross-file checks, and the
+conversion into the dataclasses of `model.py`. Errors are collected, never partially applied, and
+reported as `file: path: message` lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from routerd.config.model import (
+    BudgetConfig,
+    BudgetScope,
+    Catalog,
+    DaemonConfig,
+    Deployment,
+    JournalConfig,
+    KeyConfig,
+    LoadedConfig,
+    LoggingConfig,
+    MetricsConfig,
+    ModelConfig,
+    Pricing,
+    ProviderConfig,
+    RateLimits,
+    Timeouts,
+)
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    file: Path
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path or '(top)'}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in the files; nothing from them was applied."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    text = resources.files("routerd.config").joinpath(f"schemas/{name}.schema.json").read_text()
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _json_path(parts: Any) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "", f"cannot read file: {exc.strerror}")]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(path, where, f"invalid YAML: {problem}")]) from None
+
+
+def _interpolate(value: Any, path: tuple[str, ...], missing: dict[tuple[str, ...], str]) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}`; an unset VAR drops the field and is recorded."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            new = _interpolate(v, (*path, str(k)), missing)
+            if new is not _UNSET:
+                out[str(k)] = new
+        return out
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, str(i)), missing) for i, v in enumerate(value)]
+    if isinstance(value, datetime | date):
+        return value.isoformat().replace("+00:00", "Z")
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    unset: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        env = os.environ.get(name)
+        if env:
+            return env
+        if default is not None:
+            return default
+        unset.append(name)
+        return ""
+
+    result = _ENV_PATTERN.sub(substitute, value)
+    if unset:
+        missing[path] = unset[0]
+        return _UNSET
+    return result
+
+
+_UNSET = object()
+
+
+def _load_document(path: Path, schema: str) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    raw = _read_yaml(path)
+    if raw is None:
+        raw = {}
+    missing: dict[tuple[str, ...], str] = {}
+    data = _interpolate(raw, (), missing)
+    errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(
+            [ConfigProblem(path, _json_path(e.absolute_path), _describe(e)) for e in errors]
+        )
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(path, "", "expected a mapping at the top")])
+    return data, missing
+
+
+def _describe(error: Any) -> str:
+    if error.validator == "additionalProperties":
+        return str(error.message).replace("Additional properties are not allowed", "unknown field")
+    if error.validator == "oneOf" and error.context:
+        best = min(error.context, key=lambda e: len(list(e.relative_path)))
+        return f"{error.message[:120]}: {best.message[:160]}"
+    return str(error.message)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base.parent / p).resolve()
+
+
+def _paths(base: Path, value: str | list[str] | None) -> tuple[Path, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    return tuple(_resolve(base, v) for v in items)
+
+
+def _timeouts(data: dict[str, Any] | None, base: Timeouts) -> Timeouts:
+    if not data:
+        return base
+    return Timeouts(
+        connect=float(data.get("connect", base.connect)),
+        first_byte=float(data.get("first_byte", base.first_byte)),
+        idle=float(data.get("idle", base.idle)),
+        total=data.get("total", base.total),
+    )
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def load_daemon(path: Path) -> DaemonConfig:
+    path = path.resolve()
+    data, _ = _load_document(path, "routerd")
+    host, port = _parse_listen(data.get("listen", DEFAULT_LISTEN))
+    master = data.get("master_key")
+    journal = data.get("journal") or {"dir": "../var/usage"}
+    logging_data = data.get("logging") or {}
+    metrics_data = data.get("metrics") or {}
+    return DaemonConfig(
+        path=path,
+        listen_host=host,
+        listen_port=port,
+        providers_file=_resolve(path, data["providers"]),
+        key_files=_paths(path, data.get("keys")),
+        budget_files=_paths(path, data.get("budgets")),
+        master_key_sha256=hashlib.sha256(master.encode()).hexdigest() if master else None,
+        journal=JournalConfig(
+            dir=_resolve(path, journal["dir"]),
+            fsync=journal.get("fsync", "interval"),
+            fsync_interval_seconds=float(journal.get("fsync_interval_seconds", 1.0)),
+            queue_size=int(journal.get("queue_size", 10000)),
+            max_file_bytes=journal.get("max_file_bytes"),
+        ),
+        timeouts=_timeouts(data.get("timeouts"), Timeouts()),
+        max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
+        shutdown_grace_seconds=float(data.get("shutdown_grace_seconds", 30.0)),
+        logging=LoggingConfig(
+            level=logging_data.get("level", "info"), format=logging_data.get("format", "json")
+        ),
+        metrics=MetricsConfig(
+            enabled=metrics_data.get("enabled", True),
+            key_labels=metrics_data.get("key_labels", False),
+        ),
+    )
+
+
+def _provider(
+    name: str, data: dict[str, Any], missing: dict[tuple[str, ...], str], default: Timeouts
+) -> ProviderConfig:
+    unset = sorted({var for p, var in missing.items() if p[:2] == ("providers", name)})
+    reason = None
+    if data.get("disabled"):
+        reason = "disabled in the file"
+    elif unset:
+        reason = f"{', '.join(unset)} is not set"
+    return ProviderConfig(
+        name=name,
+        type=data["type"],
+        base_url=data.get("base_url", "").rstrip("/") or None,
+        api_key=data.get("api_key"),
+        headers=tuple(sorted((data.get("headers") or {}).items())),
+        pool_size=int(data.get("pool_size", 100)),
+        timeouts=_timeouts(data.get("timeouts"), default),
+        api_version=data.get("api_version"),
+        enabled=reason is None,
+        disabled_reason=reason,
+    )
+
+
+def _model(slug: str, data: dict[str, Any]) -> ModelConfig:
+    pricing = data["pricing"]
+    return ModelConfig(
+        id=slug,
+        pricing=Pricing(
+            prompt=pricing["prompt"],
+            completion=pricing["completion"],
+            cached_prompt=pricing.get("cached_prompt"),
+            cache_write=pricing.get("cache_write"),
+        ),
+        deployments=tuple(
+            Deployment(provider=d["provider"], model=d["model"], weight=float(d.get("weight", 1)))
+            for d in data["deployments"]
+        ),
+        context_length=data.get("context_length"),
+        max_output_tokens=data.get("max_output_tokens"),
+        features=tuple(data.get("features") or ()),
+        fallbacks=tuple(data.get("fallbacks") or ()),
+        display_name=data.get("display_name"),
+    )
+
+
+def _catalog_problems(path: Path, data: dict[str, Any]) -> Iterator[ConfigProblem]:
+    providers = data["providers"]
+    models = data["models"]
+    for slug, model in models.items():
+        for i, dep in enumerate(model["deployments"]):
+            if dep["provider"] not in providers:
+                yield ConfigProblem(
+                    path,
+                    f"models.{slug}.deployments.{i}.provider",
+                    f"unknown provider {dep['provider']!r}",
+                )
+        for i, target in enumerate(model.get("fallbacks") or ()):
+            if target not in models:
+                yield ConfigProblem(
+                    path, f"models.{slug}.fallbacks.{i}", f"unknown model {target!r}"
+                )
+    for alias, target in (data.get("aliases") or {}).items():
+        if alias in models:
+            yield ConfigProblem(path, f"aliases.{alias}", "alias shadows a model of the same name")
+        if target not in models:
+            yield ConfigProblem(path, f"aliases.{alias}", f"unknown model {target!r}")
+
+
+def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[str]]:
+    data, missing = _load_document(path, "providers")
+    problems = list(_catalog_problems(path, data))
+    if problems:
+        raise ConfigError(problems)
+    providers = {
+        name: _provider(name, p, missing, default_timeouts) for name, p in data["providers"].items()
+    }
+    warnings = [
+        f"provider {p.name} disabled: {p.disabled_reason}"
+        for p in providers.values()
+        if not p.enabled
+    ]
+    models = {slug: _model(slug, m) for slug, m in data["models"].items()}
+    return Catalog(providers=providers, models=models, aliases=dict(data.get("aliases") or {})), (
+        warnings
+    )
+
+
+def _key(entry: dict[str, Any], source: Path) -> KeyConfig:
+    limits = entry.get("limits") or {}
+    expires = entry.get("expires_at")
+    return KeyConfig(
+        id=entry["id"],
+        sha256=entry["hash"].removeprefix("sha256:"),
+        user=entry.get("user"),
+        tags=tuple(entry.get("tags") or ()),
+        models=tuple(entry.get("models") or ("*",)),
+        limits=RateLimits(
+            rpm=limits.get("rpm"), tpm=limits.get("tpm"), concurrency=limits.get("concurrency")
+        ),
+        budgets=tuple(entry.get("budgets") or ()),
+        expires_at=_parse_datetime(expires) if expires else None,
+        disabled=bool(entry.get("disabled", False)),
+        source=source,
+    )
+
+
+def _parse_datetime(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _budget(entry: dict[str, Any], source: Path) -> BudgetConfig:
+    period = entry["period"]
+    scope_data = entry.get("scope", "global")
+    if scope_data == "global":
+        scope = BudgetScope(kind="global")
+    else:
+        ((kind, value),) = scope_data.items()
+        scope = BudgetScope(kind=kind, value=value)
+    return BudgetConfig(
+        id=entry["id"],
+        limit_usd=entry["limit_usd"],
+        period=period,
+        period_seconds=int(period[:-1]) if period.endswith("s") else None,
+        scope=scope,
+        source=source,
+    )
+
+
+def _load_keys(files: tuple[Path, ...]) -> tuple[list[KeyConfig], list[ConfigProblem]]:
+    keys: list[KeyConfig] = []
+    problems: list[ConfigProblem] = []
+    seen_ids: dict[str, Path] = {}
+    seen_hashes: dict[str, str] = {}
+    for file in files:
+        try:
+            data, _ = _load_document(file, "keys")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        for i, entry in enumerate(data["keys"]):
+            key = _key(entry, file)
+            if key.id in seen_ids:
+                problems.append(ConfigProblem(file, f"keys.{i}.id", f"duplicate key id {key.id!r}"))
+            if key.sha256 in seen_hashes:
+                problems.append(
+                    ConfigProblem(
+                        file, f"keys.{i}.hash", f"same hash as key {seen_hashes[key.sha256]!r}"
+                    )
+                )
+            seen_ids[key.id] = file
+            seen_hashes[key.sha256] = key.id
+            keys.append(key)
+    return keys, problems
+
+
+def _load_budgets(files: tuple[Path, ...]) -> tuple[list[BudgetConfig], list[ConfigProblem]]:
+    budgets: list[BudgetConfig] = []
+    problems: list[ConfigProblem] = []
+    seen: set[str] = set()
+    for file in files:
+        try:
+            data, _ = _load_document(file, "budgets")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        for i, entry in enumerate(data["budgets"]):
+            budget = _budget(entry, file)
+            if budget.id in seen:
+                problems.append(
+                    ConfigProblem(file, f"budgets.{i}.id", f"duplicate budget id {budget.id!r}")
+                )
+            seen.add(budget.id)
+            budgets.append(budget)
+    return budgets, problems
+
+
+def _reference_problems(keys: list[KeyConfig], budgets: list[BudgetConfig]) -> list[ConfigProblem]:
+    budget_ids = {b.id for b in budgets}
+    problems = []
+    for key in keys:
+        for name in key.budgets:
+            if name not in budget_ids:
+                problems.append(
+                    ConfigProblem(
+                        key.source or Path("?"),
+                        f"keys[id={key.id}].budgets",
+                        f"unknown budget {name!r}",
+                    )
+                )
+    return problems
+
+
+def load_all(config_path: Path) -> LoadedConfig:
+    """Load `routerd.yaml` and every file it names; raise ConfigError listing every problem."""
+    daemon = load_daemon(config_path)
+    problems: list[ConfigProblem] = []
+    catalog: Catalog | None = None
+    warnings: list[str] = []
+    try:
+        catalog, warnings = load_catalog(daemon.providers_file, daemon.timeouts)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    keys, key_problems = _load_keys(daemon.key_files)
+    budgets, budget_problems = _load_budgets(daemon.budget_files)
+    problems += key_problems + budget_problems + _reference_problems(keys, budgets)
+    if problems or catalog is None:
+        raise ConfigError(problems)
+    return LoadedConfig(
+        daemon=daemon,
+        catalog=catalog,
+        keys=tuple(keys),
+        budgets=tuple(budgets),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,177 @@
+"""Frozen dataclasses for every declarative file; nothing downstream touches raw YAML.
+
+The loader (`load.py`) turns validated YAML into these objects once, at load or reload. Field names
+follow the public file shapes of DESIGN.md; derived values (integer prices, resolved paths) are
+computed here or in `table.py`, never on the request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+ProviderType = Literal["openai", "anthropic", "gemini", "azure", "echo"]
+FsyncPolicy = Literal["always", "interval", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Upstream timeouts in seconds; `None` means no limit for that phase."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 120.0
+    total: float | None = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    dir: Path
+    fsync: FsyncPolicy = "interval"
+    fsync_interval_seconds: float = 1.0
+    queue_size: int = 10000
+    max_file_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    format: Literal["json", "console"] = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = True
+    key_labels: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """`config/routerd.yaml`: the daemon itself and where the other files are."""
+
+    path: Path
+    listen_host: str
+    listen_port: int
+    providers_file: Path
+    key_files: tuple[Path, ...]
+    budget_files: tuple[Path, ...]
+    master_key_sha256: str | None
+    journal: JournalConfig
+    timeouts: Timeouts
+    max_body_bytes: int
+    shutdown_grace_seconds: float
+    logging: LoggingConfig
+    metrics: MetricsConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One upstream account: `providers.<name>` in providers.yaml."""
+
+    name: str
+    type: ProviderType
+    base_url: str | None
+    api_key: str | None = field(repr=False)
+    headers: tuple[tuple[str, str], ...]
+    pool_size: int
+    timeouts: Timeouts
+    api_version: str | None
+    enabled: bool
+    disabled_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """USD per 1M tokens as written in the file; `table.py` turns them into integer pico-USD."""
+
+    prompt: float
+    completion: float
+    cached_prompt: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: str
+    model: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """One public model slug (`openai/gpt-4.1-mini`) of the catalog."""
+
+    id: str
+    pricing: Pricing
+    deployments: tuple[Deployment, ...]
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+    features: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """`providers.yaml`: providers, models, aliases."""
+
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelConfig]
+    aliases: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """One client key from a keys file; only the sha256 of the secret is ever held."""
+
+    id: str
+    sha256: str
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+    models: tuple[str, ...] = ("*",)
+    limits: RateLimits = RateLimits()
+    budgets: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    disabled: bool = False
+    source: Path | None = None
+
+
+BudgetScopeKind = Literal["key", "user", "tag", "model", "global"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetScope:
+    kind: BudgetScopeKind
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """One spend cap. `period` is daily | weekly | monthly | total, or a window in seconds."""
+
+    id: str
+    limit_usd: float
+    period: str
+    period_seconds: int | None
+    scope: BudgetScope
+    source: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """Everything read from disk for one generation of the routing table."""
+
+    daemon: DaemonConfig
+    catalog: Catalog
+    keys: tuple[KeyConfig, ...]
+    budgets: tuple[BudgetConfig, ...]
+    warnings: tuple[str, ...] = ()

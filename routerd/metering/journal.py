@@ -1,0 +1,502 @@
+"""The usage journal on disk: its single batched writer, its file naming, and its replay.
+
+Owns `usage-YYYY-MM-DD.jsonl` (UTC day of each record's `ts`) and the rollover files
+`usage-YYYY-MM-DD.N.jsonl` under one directory. `JournalWriter` is the only writer: one asyncio
+task drains a bounded queue in batches, appends each day's lines with one `write` per file per
+batch, and applies the fsync policy (blocking fsync runs in a thread). `journal_files` and
+`iter_journal` read the files back, skipping torn or invalid lines.
+
+Robustness choices:
+- `submit` never drops: when the queue is full it schedules an awaiting `put` (counted in
+  `overflow_puts`), so a burst costs memory, never a record. `put` is the back-pressure path.
+- A failed write (OSError) is reported (`on_error`, log without record content); the lines that
+  did not reach the file are kept (up to `queue_size` lines) and retried with the next batch or
+  about once a second, reopening the file. Lines that reached the file are never written twice.
+- Before appending to a file whose last byte is not a newline (crash or failed write left a torn
+  line) a newline is written first, so the torn fragment never swallows a good record.
+- If the current file disappears or is replaced (directory removed, file moved), it is reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import structlog
+
+from routerd.metering.usage import JournalRecord
+
+FsyncPolicy = Literal["always", "interval", "never"]
+
+BATCH_MAX_RECORDS = 512
+RETRY_SECONDS = 1.0
+_READ_CHUNK_BYTES = 8 * 1024 * 1024
+_FILE_NAME = re.compile(r"^usage-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$")
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+log = structlog.get_logger(__name__)
+
+
+def journal_file_name(day: date, index: int = 0) -> str:
+    """`usage-2026-11-24.jsonl` for index 0, `usage-2026-11-24.<index>.jsonl` after rollover."""
+    suffix = f".{index}" if index else ""
+    return f"usage-{day.isoformat()}{suffix}.jsonl"
+
+
+def _parse_file_name(name: str) -> tuple[date, int] | None:
+    match = _FILE_NAME.match(name)
+    if match is None:
+        return None
+    try:
+        day = date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+    return day, int(match.group(2) or 0)
+
+
+def _scan(directory: Path) -> list[tuple[date, int, Path]]:
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        parsed = _parse_file_name(name)
+        if parsed is not None:
+            found.append((parsed[0], parsed[1], directory / name))
+    return sorted(found)
+
+
+def journal_files(
+    directory: Path, since: date | None = None, until: date | None = None
+) -> list[Path]:
+    """Journal files whose day is within [since, until] (inclusive), by day then rollover index."""
+    return [
+        path
+        for day, _index, path in _scan(directory)
+        if (since is None or day >= since) and (until is None or day <= until)
+    ]
+
+
+def _iter_file(path: Path) -> Iterator[dict[str, Any]]:
+    loads, invalid = orjson.loads, orjson.JSONDecodeError
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        rest = b""
+        while True:
+            chunk = handle.read(_READ_CHUNK_BYTES)
+            lines = (rest + chunk).split(b"\n") if chunk else [rest]
+            rest = lines.pop() if chunk else b""
+            for line in lines:
+                if not line:
+                    continue
+                try:
+                    value = loads(line)
+                except invalid:
+                    continue
+                if isinstance(value, dict):
+                    yield value
+            if not chunk:
+                return
+
+
+def iter_journal(
+    directory: Path, since: date | None = None, until: date | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every parsable record of the journal files in [since, until]; torn lines are skipped."""
+    for path in journal_files(directory, since, until):
+        yield from _iter_file(path)
+
+
+@dataclass(slots=True)
+class _DayFile:
+    """One open journal file: its descriptor, identity and what the writer knows of its end."""
+
+    day: date
+    index: int
+    path: Path
+    fd: int
+    dev: int
+    ino: int
+    size: int
+    needs_newline: bool
+    dirty: bool = False
+
+
+def _open_day_file(directory: Path, day: date, index: int) -> _DayFile:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / journal_file_name(day, index)
+    fd = os.open(path, _OPEN_FLAGS, 0o644)
+    try:
+        stat = os.fstat(fd)
+        tail = os.pread(fd, 1, stat.st_size - 1) if stat.st_size else b"\n"
+    except OSError:
+        os.close(fd)
+        raise
+    return _DayFile(day, index, path, fd, stat.st_dev, stat.st_ino, stat.st_size, tail != b"\n")
+
+
+def _still_linked(file: _DayFile) -> bool:
+    try:
+        stat = os.stat(file.path)
+    except OSError:
+        return False
+    return (stat.st_dev, stat.st_ino) == (file.dev, file.ino)
+
+
+def _complete_lines(lines: list[bytes], nbytes: int) -> int:
+    """How many of `lines` lie entirely within the first `nbytes` bytes of their concatenation."""
+    count = 0
+    for line in lines:
+        nbytes -= len(line)
+        if nbytes < 0:
+            break
+        count += 1
+    return count
+
+
+def _fsync_files(files: list[_DayFile]) -> None:
+    for file in files:
+        if file.dirty:
+            os.fsync(file.fd)
+            file.dirty = False
+
+
+def _close_file(file: _DayFile) -> None:
+    try:
+        os.close(file.fd)
+    except OSError as exc:
+        log.warning("journal_close_failed", path=str(file.path), error=str(exc))
+
+
+class JournalWriter:
+    """The single writer of the usage journal (see the module docstring for the guarantees)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        fsync: FsyncPolicy = "interval",
+        fsync_interval_seconds: float = 1.0,
+        queue_size: int = 10000,
+        max_file_bytes: int | None = None,
+        on_written: Callable[[int], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        if fsync not in ("always", "interval", "never"):
+            raise ValueError(f"unknown fsync policy {fsync!r}")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self._directory = Path(directory)
+        self._fsync = fsync
+        self._fsync_interval = fsync_interval_seconds
+        self._queue_size = queue_size
+        self._max_file_bytes = max_file_bytes
+        self._on_written = on_written
+        self._on_error = on_error
+        self._queue: asyncio.Queue[JournalRecord | None] = asyncio.Queue(queue_size)
+        self._overflow: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._files: dict[date, _DayFile] = {}
+        self._retired: list[_DayFile] = []
+        self._retry: list[tuple[date, bytes]] = []
+        self._last_sync = 0.0
+        self._last_attempt = 0.0
+        self.overflow_puts = 0
+        self.dropped_records = 0
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    @property
+    def queue_depth(self) -> int:
+        """Records waiting for the writer (queued, overflowing, or kept for retry)."""
+        return self._queue.qsize() + len(self._overflow) + len(self._retry)
+
+    async def start(self) -> None:
+        """Create the directory and start the writer task (no-op when already started)."""
+        if self._closing is not None:
+            raise RuntimeError("journal writer is closed")
+        if self._task is not None:
+            return
+        await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
+        self._last_sync = asyncio.get_running_loop().time()
+        self._task = asyncio.create_task(self._run(), name="routerd-journal-writer")
+
+    def submit(self, record: JournalRecord) -> None:
+        """Queue a record without blocking; a full queue falls back to a scheduled `put`."""
+        self._check_open()
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.overflow_puts += 1
+            task = asyncio.get_running_loop().create_task(self._queue.put(record))
+            self._overflow.add(task)
+            task.add_done_callback(self._overflow.discard)
+
+    async def put(self, record: JournalRecord) -> None:
+        """Queue a record, waiting for room (back-pressure)."""
+        self._check_open()
+        await self._queue.put(record)
+
+    async def close(self) -> None:
+        """Write everything queued, fsync (unless policy `never`), close files, stop. Idempotent."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    def _check_open(self) -> None:
+        if self._closing is not None:
+            raise RuntimeError("journal writer is closed; the record was not accepted")
+
+    async def _close(self) -> None:
+        if self._task is None:
+            if self._queue.empty() and not self._overflow:
+                return
+            await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
+            self._task = asyncio.create_task(self._run(), name="routerd-journal-writer")
+        if self._overflow and not self._task.done():
+            await asyncio.gather(*self._overflow)
+        if not self._task.done():
+            await self._queue.put(None)
+        try:
+            await self._task
+        except Exception as exc:
+            log.error("journal_writer_crashed", error=repr(exc))
+            self._report(exc)
+
+    async def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                batch, stop = await self._next_batch()
+                if batch or self._retry or self._fsync_due():
+                    await self._process_guarded(batch)
+            await self._finish()
+        finally:
+            for file in [*self._files.values(), *self._retired]:
+                _close_file(file)
+            self._files.clear()
+            self._retired.clear()
+
+    async def _next_batch(self) -> tuple[list[JournalRecord], bool]:
+        try:
+            async with asyncio.timeout(self._wait_timeout()):
+                item = await self._queue.get()
+        except TimeoutError:
+            return [], False
+        batch: list[JournalRecord] = []
+        while item is not None:
+            batch.append(item)
+            if len(batch) >= BATCH_MAX_RECORDS:
+                return batch, False
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return batch, False
+        return batch, True
+
+    async def _finish(self) -> None:
+        """After the stop marker: write stragglers and retries once more, then make it durable."""
+        leftovers: list[JournalRecord] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                leftovers.append(item)
+        if leftovers or self._retry:
+            await self._process(leftovers)
+        await self._sync(include_open=True)
+        for file in self._files.values():
+            self._retired.append(file)
+        self._files.clear()
+        await self._sync(include_open=False)
+        if self._retry:
+            self._drop(len(self._retry))
+
+    def _wait_timeout(self) -> float | None:
+        deadlines = []
+        if self._retry:
+            deadlines.append(self._last_attempt + RETRY_SECONDS)
+        if self._fsync == "interval" and any(f.dirty for f in self._files.values()):
+            deadlines.append(self._last_sync + self._fsync_interval)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - asyncio.get_running_loop().time())
+
+    def _fsync_due(self) -> bool:
+        if self._fsync == "always":
+            return True
+        if self._fsync == "never":
+            return False
+        elapsed = asyncio.get_running_loop().time() - self._last_sync
+        return elapsed >= self._fsync_interval
+
+    async def _process_guarded(self, records: list[JournalRecord]) -> None:
+        """`_process`, but a bug in one batch is logged and reported, never the end of the task."""
+        try:
+            await self._process(records)
+        except Exception as exc:
+            log.exception("journal_batch_failed")
+            self._report(exc)
+
+    async def _process(self, records: list[JournalRecord]) -> None:
+        entries = self._retry + self._serialize(records)
+        self._retry = []
+        self._last_attempt = asyncio.get_running_loop().time()
+        written = self._write_entries(entries) if entries else 0
+        durable = await self._sync(include_open=self._fsync_due())
+        if written and durable and self._on_written is not None:
+            try:
+                self._on_written(written)
+            except Exception:
+                log.exception("journal_on_written_failed")
+
+    def _serialize(self, records: list[JournalRecord]) -> list[tuple[date, bytes]]:
+        entries = []
+        for record in records:
+            try:
+                entries.append((record.day, record.to_json_line()))
+            except (TypeError, ValueError) as exc:
+                log.error("journal_record_unserializable", error=type(exc).__name__)
+                self._report(exc)
+                self._drop(1)
+        return entries
+
+    def _write_entries(self, entries: list[tuple[date, bytes]]) -> int:
+        by_day: dict[date, list[bytes]] = {}
+        for day, line in entries:
+            by_day.setdefault(day, []).append(line)
+        written = sum(self._write_day(day, lines) for day, lines in sorted(by_day.items()))
+        newest = max(self._files, default=None)
+        for day in [d for d in self._files if d != newest]:
+            self._retired.append(self._files.pop(day))
+        if len(self._retry) > self._queue_size:
+            excess = len(self._retry) - self._queue_size
+            del self._retry[:excess]
+            self._drop(excess)
+        return written
+
+    def _write_day(self, day: date, lines: list[bytes]) -> int:
+        """Append `lines` to the day's file(s); unwritten lines are kept for retry on error."""
+        done = 0
+        while done < len(lines):
+            try:
+                file = self._file_for(day)
+                take = self._lines_that_fit(file, lines, done)
+                if take == 0:
+                    self._roll_over(file)
+                    continue
+                count, error = self._append(file, lines[done : done + take])
+            except OSError as exc:
+                count, error = 0, exc
+            done += count
+            if error is not None:
+                self._write_failed(day, error, done)
+                self._retry.extend((day, line) for line in lines[done:])
+                break
+        return done
+
+    def _file_for(self, day: date) -> _DayFile:
+        file = self._files.get(day)
+        if file is not None:
+            if _still_linked(file):
+                return file
+            self._retired.append(self._files.pop(day))
+        indexes = [index for d, index, _ in _scan(self._directory) if d == day]
+        file = _open_day_file(self._directory, day, max(indexes, default=0))
+        self._files[day] = file
+        return file
+
+    def _lines_that_fit(self, file: _DayFile, lines: list[bytes], start: int) -> int:
+        if self._max_file_bytes is None:
+            return len(lines) - start
+        room = self._max_file_bytes - file.size - (1 if file.needs_newline else 0)
+        count = 0
+        for line in lines[start:]:
+            room -= len(line)
+            if room < 0:
+                break
+            count += 1
+        if count == 0 and file.size == 0:
+            return 1  # a single line larger than the limit gets a file of its own
+        return count
+
+    def _roll_over(self, file: _DayFile) -> None:
+        self._retired.append(self._files.pop(file.day))
+        self._files[file.day] = _open_day_file(self._directory, file.day, file.index + 1)
+
+    def _append(self, file: _DayFile, lines: list[bytes]) -> tuple[int, OSError | None]:
+        """One write of `lines`: how many lines reached the file whole, and the error if any."""
+        prefix = b"\n" if file.needs_newline else b""
+        data = memoryview(prefix + b"".join(lines))
+        sent = 0
+        error: OSError | None = None
+        try:
+            while sent < len(data):
+                sent += os.write(file.fd, data[sent:])
+        except OSError as exc:
+            error = exc
+        if sent:
+            file.size += sent
+            file.dirty = True
+            file.needs_newline = data[sent - 1] != ord("\n")
+        if error is not None:
+            return _complete_lines(lines, sent - len(prefix)), error
+        return len(lines), None
+
+    def _write_failed(self, day: date, exc: OSError, complete: int) -> None:
+        log.error(
+            "journal_write_failed",
+            directory=str(self._directory),
+            errno=exc.errno,
+            error=exc.strerror or type(exc).__name__,
+            lines_written_before_error=complete,
+        )
+        self._report(exc)
+        file = self._files.pop(day, None)
+        if file is not None:
+            self._retired.append(file)
+
+    async def _sync(self, include_open: bool) -> bool:
+        """fsync retired (and, if asked, open) files per policy; close retired ones."""
+        retired, self._retired = self._retired, []
+        targets = retired + (list(self._files.values()) if include_open else [])
+        if include_open:
+            self._last_sync = asyncio.get_running_loop().time()
+        ok = True
+        try:
+            if self._fsync != "never" and any(f.dirty for f in targets):
+                await asyncio.to_thread(_fsync_files, targets)
+        except OSError as exc:
+            ok = False
+            log.error("journal_fsync_failed", errno=exc.errno, error=exc.strerror)
+            self._report(exc)
+            retired.extend(self._files.values())
+            self._files.clear()
+        finally:
+            for file in retired:
+                _close_file(file)
+        return ok
+
+    def _drop(self, count: int) -> None:
+        self.dropped_records += count
+        log.error("journal_records_dropped", count=count, total=self.dropped_records)
+
+    def _report(self, exc: BaseException) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(exc)
+        except Exception:
+            log.exception("journal_on_error_failed")

@@ -1,0 +1,272 @@
+"""Rate limits per scope (key, user, tag): requests per minute, tokens per minute, concurrency.
+
+Owns the admission decision for `RateLimits`, the response headers it implies (OpenAI's
+`x-ratelimit-*` names and Go-style durations such as `12ms`, `1s`, `6m0s`; `retry-after` and the
+`retry-after-ms` the OpenAI and Anthropic SDKs prefer), the token correction after a request, and
+concurrency leases that cannot leak. All state lives in a `LedgerStore`; one admission is one
+atomic store call (`rate_admit`) covering every scope's rpm and tpm buckets and concurrency slots,
+all or nothing, so a refused request consumes nothing anywhere.
+
+The buckets are the store's integer GCRA: `rpm: 600` is a bucket of 600 requests refilled
+continuously over 60 s (burst 600, then one every 100 ms). Tokens are admitted on the caller's
+estimate and corrected with `correct_tokens` once the real usage is known. Time comes from the
+injected clock (epoch seconds) or an explicit `now`, never from a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from routerd.config.model import RateLimits
+from routerd.metering.store import (
+    AdmitResult,
+    BucketState,
+    ConcurrencySlot,
+    LedgerStore,
+    RateHit,
+)
+
+WINDOW_SECONDS = 60  # rpm and tpm are per minute
+CONCURRENCY_RETRY_SECONDS = 1.0  # no clock says when a slot frees up; suggest a short wait
+
+LimitKind = Literal["requests", "tokens", "concurrency"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateScope:
+    """One set of limits and the id of what it limits: `key:ID`, `user:ID` or `tag:T`."""
+
+    scope_id: str
+    limits: RateLimits
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """One limit as the response headers report it (the tightest scope of its kind)."""
+
+    scope_id: str
+    limit: int
+    remaining: int
+    reset_seconds: float
+
+
+class ConcurrencyLease:
+    """Held concurrency slots; released exactly once, by `release()` or leaving `async with`."""
+
+    __slots__ = ("_names", "_store")
+
+    def __init__(self, store: LedgerStore | None = None, names: Sequence[str] = ()) -> None:
+        self._store = store
+        self._names = tuple(names)
+
+    @property
+    def held(self) -> bool:
+        return bool(self._names)
+
+    async def release(self) -> None:
+        """Give the slots back; idempotent, and completed even if the caller is cancelled."""
+        names, self._names = self._names, ()
+        if names and self._store is not None:
+            await asyncio.shield(self._store.concurrency_release(names))
+
+    async def __aenter__(self) -> ConcurrencyLease:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.release()
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """The outcome of one admission.
+
+    `failed` names the first limit that refused (requests, tokens, concurrency) and
+    `failed_scope` its scope. `retry_after_seconds` is when every refusing limit would have room;
+    `None` with `exceeds_limit` when the request alone is larger than a limit (never admissible).
+    An allowed decision holds its concurrency slots in `lease` until released.
+    """
+
+    allowed: bool
+    requests: LimitStatus | None = None
+    tokens: LimitStatus | None = None
+    failed: LimitKind | None = None
+    failed_scope: str | None = None
+    retry_after_seconds: float | None = None
+    exceeds_limit: bool = False
+    scopes: tuple[RateScope, ...] = ()
+    estimated_tokens: int = 0
+    lease: ConcurrencyLease = field(default_factory=ConcurrencyLease)
+
+    def headers(self) -> dict[str, str]:
+        """The `x-ratelimit-*` headers (limits that exist) and, when refused, `retry-after`."""
+        out: dict[str, str] = {}
+        for kind, status in (("requests", self.requests), ("tokens", self.tokens)):
+            if status is not None:
+                out[f"x-ratelimit-limit-{kind}"] = str(status.limit)
+                out[f"x-ratelimit-remaining-{kind}"] = str(status.remaining)
+                out[f"x-ratelimit-reset-{kind}"] = format_duration(status.reset_seconds)
+        if not self.allowed and self.retry_after_seconds is not None:
+            out["retry-after"] = str(max(math.ceil(self.retry_after_seconds), 1))
+            out["retry-after-ms"] = str(max(math.ceil(self.retry_after_seconds * 1000), 1))
+        return out
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way OpenAI's reset headers (Go's `time.Duration`) write it, in whole ms.
+
+    `0s`, `250ms`, `1s`, `1.5s`, `6m0s`, `1h0m0s`. Rounded up so a client never retries early.
+    """
+    ms = max(math.ceil(round(seconds * 1000, 6)), 0)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0") if frac else str(whole)
+    head = f"{hours}h{minutes}m" if hours else (f"{minutes}m" if minutes else "")
+    return f"{head}{secs}s"
+
+
+def _unique(scopes: Sequence[RateScope]) -> tuple[RateScope, ...]:
+    seen: dict[str, RateScope] = {}
+    for scope in scopes:
+        seen.setdefault(scope.scope_id, scope)
+    return tuple(seen.values())
+
+
+def _hits(scopes: Sequence[RateScope], tokens: int) -> list[tuple[LimitKind, str, RateHit]]:
+    hits: list[tuple[LimitKind, str, RateHit]] = []
+    for scope in scopes:
+        sid, limits = scope.scope_id, scope.limits
+        if limits.rpm is not None:
+            hits.append(("requests", sid, RateHit(f"rpm:{sid}", 1, limits.rpm, WINDOW_SECONDS)))
+        if limits.tpm is not None:
+            hits.append(("tokens", sid, RateHit(f"tpm:{sid}", tokens, limits.tpm, WINDOW_SECONDS)))
+    return hits
+
+
+def _slots(scopes: Sequence[RateScope]) -> list[tuple[str, ConcurrencySlot]]:
+    return [
+        (s.scope_id, ConcurrencySlot(f"concurrency:{s.scope_id}", s.limits.concurrency))
+        for s in scopes
+        if s.limits.concurrency is not None
+    ]
+
+
+def _headline(
+    kind: LimitKind, tagged: Sequence[tuple[LimitKind, str, BucketState]]
+) -> LimitStatus | None:
+    """The status to report for `kind`: a refusing bucket first, else the least remaining."""
+    candidates = [(sid, state) for k, sid, state in tagged if k == kind]
+    if not candidates:
+        return None
+    sid, state = min(candidates, key=lambda c: (c[1].allowed, c[1].remaining))
+    return LimitStatus(sid, state.limit, state.remaining, state.reset_after)
+
+
+def _refusal(
+    result: AdmitResult,
+    tagged: Sequence[tuple[LimitKind, str, BucketState]],
+    slots: Sequence[tuple[str, ConcurrencySlot]],
+) -> tuple[LimitKind, str, float | None]:
+    """The first refusing limit, its scope, and when all refusing limits would have room."""
+    failures: list[tuple[LimitKind, str, float | None]] = [
+        (kind, sid, state.retry_after) for kind, sid, state in tagged if not state.allowed
+    ]
+    for sid, slot in slots:
+        if slot.name == result.concurrency_refused:
+            failures.append(("concurrency", sid, CONCURRENCY_RETRY_SECONDS))
+    kind, sid, _ = failures[0]
+    waits = [wait for _, _, wait in failures]
+    retry = None if any(w is None for w in waits) else max(w for w in waits if w is not None)
+    return kind, sid, retry
+
+
+class RateLimiter:
+    """Admits requests against the rate limits of one or more scopes, on a shared store."""
+
+    def __init__(self, store: LedgerStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def check(
+        self, limits: RateLimits, scope_id: str, estimated_tokens: int, now: float | None = None
+    ) -> RateDecision:
+        """Admit one request against one scope's limits (see `check_scopes`)."""
+        return await self.check_scopes([RateScope(scope_id, limits)], estimated_tokens, now)
+
+    async def check_scopes(
+        self, scopes: Sequence[RateScope], estimated_tokens: int, now: float | None = None
+    ) -> RateDecision:
+        """Admit one request against every scope at once: all limits take it, or none does.
+
+        An allowed decision may hold concurrency slots: release its `lease` when the request
+        ends (or use `admit`, which does).
+        """
+        if estimated_tokens < 0:
+            raise ValueError(f"estimated_tokens must not be negative, got {estimated_tokens}")
+        unique = _unique(scopes)
+        hits, slots = _hits(unique, estimated_tokens), _slots(unique)
+        if not hits and not slots:
+            return RateDecision(True, scopes=unique, estimated_tokens=estimated_tokens)
+        at = self._clock() if now is None else now
+        result = await self._store.rate_admit(
+            [hit for _, _, hit in hits], at, [slot for _, slot in slots]
+        )
+        tagged = [(k, sid, st) for (k, sid, _), st in zip(hits, result.buckets, strict=True)]
+        requests, tokens = _headline("requests", tagged), _headline("tokens", tagged)
+        if result.allowed:
+            lease = ConcurrencyLease(self._store, [slot.name for _, slot in slots])
+            return RateDecision(
+                True, requests, tokens, scopes=unique, estimated_tokens=estimated_tokens,
+                lease=lease,
+            )  # fmt: skip
+        kind, sid, retry = _refusal(result, tagged, slots)
+        return RateDecision(
+            False, requests, tokens, kind, sid, retry, retry is None,
+            scopes=unique, estimated_tokens=estimated_tokens,
+        )  # fmt: skip
+
+    @asynccontextmanager
+    async def admit(
+        self, scopes: Sequence[RateScope], estimated_tokens: int, now: float | None = None
+    ) -> AsyncIterator[RateDecision]:
+        """`check_scopes` whose concurrency slots are released when the block exits, however."""
+        decision = await self.check_scopes(scopes, estimated_tokens, now)
+        async with decision.lease:
+            yield decision
+
+    async def correct_tokens(
+        self,
+        scopes: Sequence[RateScope],
+        estimated_tokens: int,
+        actual_tokens: int,
+        now: float | None = None,
+    ) -> None:
+        """Charge each tpm bucket the difference between the admitted estimate and the usage.
+
+        Only for admitted requests (a refused one took nothing). Over-use leaves the bucket in
+        debt until it refills; under-use gives the difference back (never beyond a full bucket).
+        """
+        delta = actual_tokens - estimated_tokens
+        adjust = [
+            RateHit(f"tpm:{s.scope_id}", delta, s.limits.tpm, WINDOW_SECONDS)
+            for s in _unique(scopes)
+            if s.limits.tpm is not None
+        ]
+        if delta and adjust:
+            await self._store.rate_adjust(adjust, self._clock() if now is None else now)
