@@ -1,0 +1,213 @@
+"""The small provider interface: upstream request/response types, transports, and adapters.
+
+A `Transport` sends one `UpstreamRequest` and returns an `UpstreamResponse` (httpx-style: tiny,
+swappable). `AiohttpTransport` is the real one, one pooled `ClientSession` per provider, and the
+one place that maps aiohttp's exceptions to routerd's `UpstreamError`. An `Adapter` differs per
+upstream type only in URL, headers, payload mapping and error classification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import orjson
+
+from routerd.config.model import ProviderConfig, Timeouts
+from routerd.errors import ErrorCode, RouterdError
+
+
+class UpstreamError(RouterdError):
+    """A failure of the upstream (or the way to it), already classified into the taxonomy."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        upstream_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool
+    timeouts: Timeouts
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes: ...
+
+    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+
+    def release(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _AiohttpResponse:
+    response: aiohttp.ClientResponse
+    status: int = field(init=False)
+    headers: Mapping[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status = self.response.status
+        self.headers = self.response.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self.response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_client_exception(exc) from None
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_client_exception(exc) from None
+
+    def release(self) -> None:
+        self.response.release()
+
+
+def map_client_exception(exc: BaseException) -> UpstreamError:
+    """The one mapping from aiohttp / timeout exceptions to the taxonomy."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamError(ErrorCode.provider_timeout, "the upstream did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(ErrorCode.provider_unavailable, "cannot connect to the upstream")
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return UpstreamError(ErrorCode.provider_unavailable, "the upstream closed the connection")
+    return UpstreamError(ErrorCode.provider_unavailable, f"upstream error: {type(exc).__name__}")
+
+
+class AiohttpTransport:
+    """HTTP to one provider over one pooled ClientSession, created lazily inside the loop."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._pool_size = config.pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        t = request.timeouts
+        timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.idle)
+        try:
+            async with asyncio.timeout(t.first_byte):
+                response = await self._client().request(
+                    request.method,
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=timeout,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_client_exception(exc) from None
+        return _AiohttpResponse(response)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class Adapter(Protocol):
+    """Per upstream type: how to address it and how to read its errors."""
+
+    wire_format: str
+
+    def build_request(
+        self, upstream_model: str, body: dict[str, object], stream: bool
+    ) -> UpstreamRequest: ...
+
+    def classify_error(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> UpstreamError: ...
+
+
+def upstream_message(body: bytes) -> str:
+    """The upstream's own error message, when its body is a JSON error envelope."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return ""
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            return None
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def classify_status(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    """Status-based classification shared by every adapter; adapters refine it."""
+    detail = upstream_message(body)
+    suffix = f": {detail}" if detail else ""
+    if status in (401, 403):
+        code, msg = (
+            ErrorCode.provider_auth,
+            f"the upstream rejected routerd's credentials ({status})",
+        )
+    elif status == 429:
+        code, msg = ErrorCode.provider_rate_limit, f"the upstream is rate limiting{suffix}"
+    elif status == 529:
+        code, msg = ErrorCode.provider_overloaded, f"the upstream is overloaded{suffix}"
+    elif status == 408 or status == 504:
+        code, msg = ErrorCode.provider_timeout, f"the upstream timed out ({status})"
+    elif status >= 500 or status == 404:
+        code, msg = ErrorCode.provider_unavailable, f"the upstream failed ({status}){suffix}"
+    elif status == 413:
+        code, msg = ErrorCode.payload_too_large, f"the upstream refused the request size{suffix}"
+    else:
+        lowered = detail.lower()
+        if "context" in lowered and ("length" in lowered or "window" in lowered):
+            code = ErrorCode.context_length_exceeded
+        else:
+            code = ErrorCode.invalid_request
+        msg = f"the upstream rejected the request ({status}){suffix}"
+    return UpstreamError(
+        code, msg, upstream_status=status, retry_after=retry_after_seconds(headers)
+    )

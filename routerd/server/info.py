@@ -1,0 +1,78 @@
+"""Read-only and operational routes: models, health, readiness, metrics, admin reload."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import orjson
+from aiohttp import web
+
+from routerd.errors import ErrorCode, RouterdError
+from routerd.server.auth import authenticate, presented_token
+from routerd.server.chat import GATEWAY
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def list_models(request: web.Request) -> web.Response:
+    table = request.app[GATEWAY].table
+    key = authenticate(request, table)
+    data = [
+        route.public
+        for route in table.models.values()
+        if route.id in key.allowed_models and not route.unavailable_reason
+    ]
+    return _json({"object": "list", "data": data})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    table = request.app[GATEWAY].table
+    key = authenticate(request, table)
+    name = request.match_info["model_id"]
+    route = table.resolve(name)
+    if route is None or route.id not in key.allowed_models:
+        raise RouterdError(ErrorCode.model_not_found, f"model {name!r} does not exist")
+    return _json(route.public)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    if gateway.draining:
+        return _json({"status": "draining"}, status=503)
+    if not gateway.ready:
+        return _json({"status": "starting"}, status=503)
+    return _json({"status": "ready", "config_generation": gateway.table.generation})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[GATEWAY].metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def require_master_key(request: web.Request) -> None:
+    expected = request.app[GATEWAY].table.config.daemon.master_key_sha256
+    if expected is None:
+        raise RouterdError(
+            ErrorCode.invalid_request, "the admin API is off: set master_key in routerd.yaml"
+        )
+    token = presented_token(request) or ""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if not hmac.compare_digest(digest, expected):
+        raise RouterdError(ErrorCode.invalid_api_key, "invalid master key")
+
+
+async def admin_reload(request: web.Request) -> web.Response:
+    require_master_key(request)
+    ok, message = await request.app[GATEWAY].reload()
+    if not ok:
+        return _json({"reloaded": False, "error": message}, status=422)
+    return _json({"reloaded": True, "config_generation": request.app[GATEWAY].table.generation})

@@ -1,0 +1,157 @@
+"""RoutingTable: the immutable snapshot every request reads, built once per (re)load.
+
+Everything derivable from the files is computed here, so the request path only does dict hits:
+key hash -> key entry (with the resolved set of models it may call), model or alias -> route
+(integer prices, enabled deployments with live providers), and the public model list. Building
+is the fallible step; swapping the reference afterwards cannot fail (prepare-then-swap).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from routerd.config.model import Deployment, KeyConfig, LoadedConfig, ModelConfig
+from routerd.metering.pricing import PicoPrices
+from routerd.providers.base import Transport
+from routerd.providers.registry import Provider, build_provider, unsupported_reason
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRoute:
+    deployment: Deployment
+    provider: Provider
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    id: str
+    config: ModelConfig
+    prices: PicoPrices
+    deployments: tuple[DeploymentRoute, ...]
+    unavailable_reason: str | None
+    public: dict[str, Any] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    config: KeyConfig
+    allowed_models: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    generation: int
+    config: LoadedConfig
+    providers: dict[str, Provider]
+    models: dict[str, ModelRoute]
+    lookup: dict[str, ModelRoute]
+    keys_by_hash: dict[str, KeyEntry]
+
+    def resolve(self, name: str) -> ModelRoute | None:
+        return self.lookup.get(name)
+
+
+def _providers(config: LoadedConfig, previous: RoutingTable | None) -> dict[str, Provider]:
+    """Live providers; a provider whose config is unchanged keeps its pooled transport."""
+    old = previous.providers if previous else {}
+    out: dict[str, Provider] = {}
+    for name, pconf in config.catalog.providers.items():
+        if not pconf.enabled or unsupported_reason(pconf):
+            continue
+        kept: Transport | None = None
+        if name in old and old[name].config == pconf:
+            kept = old[name].transport
+        out[name] = build_provider(pconf, kept)
+    return out
+
+
+def _unavailable_reason(model: ModelConfig, config: LoadedConfig) -> str:
+    reasons = []
+    for dep in model.deployments:
+        pconf = config.catalog.providers[dep.provider]
+        reasons.append(
+            f"{dep.provider}: {pconf.disabled_reason or unsupported_reason(pconf) or 'disabled'}"
+        )
+    return "no enabled deployment (" + "; ".join(reasons) + ")"
+
+
+def _public(model: ModelConfig, created: int) -> dict[str, Any]:
+    owner = model.id.split("/", 1)[0]
+    p = model.pricing
+    entry: dict[str, Any] = {
+        "id": model.id,
+        "object": "model",
+        "created": created,
+        "owned_by": owner,
+        "name": model.display_name or model.id,
+        "context_length": model.context_length,
+        "max_output_tokens": model.max_output_tokens,
+        "features": list(model.features),
+        "pricing": {
+            "prompt": p.prompt,
+            "completion": p.completion,
+            "cached_prompt": p.cached_prompt if p.cached_prompt is not None else p.prompt,
+            "cache_write": p.cache_write if p.cache_write is not None else p.prompt,
+            "unit": "USD per 1M tokens",
+        },
+    }
+    return entry
+
+
+def _routes(
+    config: LoadedConfig, providers: dict[str, Provider], created: int
+) -> dict[str, ModelRoute]:
+    routes: dict[str, ModelRoute] = {}
+    for slug, model in config.catalog.models.items():
+        p = model.pricing
+        deployments = tuple(
+            DeploymentRoute(dep, providers[dep.provider])
+            for dep in model.deployments
+            if dep.provider in providers
+        )
+        routes[slug] = ModelRoute(
+            id=slug,
+            config=model,
+            prices=PicoPrices.from_usd(p.prompt, p.completion, p.cached_prompt, p.cache_write),
+            deployments=deployments,
+            unavailable_reason=None if deployments else _unavailable_reason(model, config),
+            public=_public(model, created),
+        )
+    return routes
+
+
+def _allowed(globs: tuple[str, ...], names: list[str]) -> frozenset[str]:
+    pattern = re.compile("|".join(fnmatch.translate(g) for g in globs))
+    return frozenset(n for n in names if pattern.match(n))
+
+
+def build_table(
+    config: LoadedConfig, generation: int, created: int, previous: RoutingTable | None = None
+) -> RoutingTable:
+    """Build a complete table; raises ValueError on a price routerd cannot represent exactly."""
+    providers = _providers(config, previous)
+    models = _routes(config, providers, created)
+    lookup = dict(models)
+    for alias, target in config.catalog.aliases.items():
+        lookup[alias] = models[target]
+    names = list(models)
+    keys = {
+        k.sha256: KeyEntry(config=k, allowed_models=_allowed(k.models, names)) for k in config.keys
+    }
+    return RoutingTable(
+        generation=generation,
+        config=config,
+        providers=providers,
+        models=models,
+        lookup=lookup,
+        keys_by_hash=keys,
+    )
+
+
+def retired_transports(old: RoutingTable, new: RoutingTable) -> list[Transport]:
+    """Transports of the old table that the new one no longer uses (to close after a grace)."""
+    kept = {id(p.transport) for p in new.providers.values()}
+    return [p.transport for p in old.providers.values() if id(p.transport) not in kept]
