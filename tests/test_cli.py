@@ -148,7 +148,7 @@ def test_check_minimal_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (
             {"keys_yaml": KEYS.replace("[demo-daily]", "[nope]")},
             "keys.yaml",
-            "keys[id=demo].budgets",
+            "keys.0.budgets",
             "unknown budget 'nope'",
         ),
         (

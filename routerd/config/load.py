@@ -100,7 +100,8 @@ def _interpolate(value: Any, path: tuple[str, ...], missing: dict[tuple[str, ...
                 out[str(k)] = new
         return out
     if isinstance(value, list):
-        return [_interpolate(v, (*path, str(i)), missing) for i, v in enumerate(value)]
+        items = [_interpolate(v, (*path, str(i)), missing) for i, v in enumerate(value)]
+        return [item for item in items if item is not _UNSET]
     if isinstance(value, datetime | date):
         return value.isoformat().replace("+00:00", "Z")
     if not isinstance(value, str) or "${" not in value:
@@ -133,6 +134,10 @@ def _load_document(path: Path, schema: str) -> tuple[dict[str, Any], dict[tuple[
         raw = {}
     missing: dict[tuple[str, ...], str] = {}
     data = _interpolate(raw, (), missing)
+    if missing and schema in ("keys", "budgets"):
+        raise ConfigError(
+            [ConfigProblem(path, _json_path(p), f"{var} is not set") for p, var in missing.items()]
+        )
     errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(
@@ -395,17 +400,15 @@ def _load_budgets(files: tuple[Path, ...]) -> tuple[list[BudgetConfig], list[Con
 
 def _reference_problems(keys: list[KeyConfig], budgets: list[BudgetConfig]) -> list[ConfigProblem]:
     budget_ids = {b.id for b in budgets}
-    problems = []
+    problems: list[ConfigProblem] = []
+    index: dict[Path | None, int] = {}
     for key in keys:
-        for name in key.budgets:
-            if name not in budget_ids:
-                problems.append(
-                    ConfigProblem(
-                        key.source or Path("?"),
-                        f"keys[id={key.id}].budgets",
-                        f"unknown budget {name!r}",
-                    )
-                )
+        i = index[key.source] = index.get(key.source, -1) + 1
+        problems.extend(
+            ConfigProblem(key.source or Path("?"), f"keys.{i}.budgets", f"unknown budget {name!r}")
+            for name in key.budgets
+            if name not in budget_ids
+        )
     return problems
 
 
