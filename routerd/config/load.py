@@ -216,7 +216,6 @@ def load_daemon(path: Path) -> DaemonConfig:
         ),
         metrics=MetricsConfig(
             enabled=metrics_data.get("enabled", True),
-            key_labels=metrics_data.get("key_labels", False),
         ),
     )
 

@@ -44,7 +44,6 @@ class LoggingConfig:
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
-    key_labels: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -38,7 +39,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/v1/models/{model_id:.+}", info.get_model)
     app.router.add_get("/healthz", info.healthz)
     app.router.add_get("/readyz", info.readyz)
-    app.router.add_get("/metrics", info.metrics)
+    if daemon.metrics.enabled:
+        app.router.add_get("/metrics", info.metrics)
     app.router.add_post("/admin/reload", info.admin_reload)
     app.cleanup_ctx.append(_lifecycle)
     return app
@@ -53,12 +55,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await gateway.close()
 
 
-def _install_uvloop() -> None:
+def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is a dependency on Linux), else asyncio's loop."""
     try:
         import uvloop
     except ImportError:
-        return
-    uvloop.install()
+        return asyncio.run(main)
+    result: int = uvloop.run(main)
+    return result
 
 
 async def _run(gateway: Gateway, host: str, port: int) -> int:
@@ -106,5 +110,4 @@ def serve(config_path: Path, listen: str | None = None) -> int:
     if listen:
         host, _, port_text = listen.rpartition(":")
         host, port = host.strip("[]") or "127.0.0.1", int(port_text)
-    _install_uvloop()
-    return asyncio.run(_run(gateway, host, port))
+    return _event_loop_run(_run(gateway, host, port))

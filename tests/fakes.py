@@ -1,0 +1,173 @@
+"""Fake upstream servers: a real aiohttp OpenAI Chat Completions server that records what it got.
+
+`FakeOpenAI.mode` switches the behaviour per test: "ok" (default), "401", "429", "500",
+"context_length", "malformed", "hang". Shapes follow the openai SDK's `ChatCompletion` and
+`ChatCompletionChunk` types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+REPLY_TEXT = "Hello from the fake upstream"
+STREAM_PIECES = ["Hello", " from", " the", " fake", " upstream"]
+USAGE = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 50,
+    "total_tokens": 1250,
+    "prompt_tokens_details": {"cached_tokens": 200, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+}
+CREATED = 1_764_000_000
+
+
+@dataclass
+class Received:
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeOpenAI:
+    mode: str = "ok"
+    hang_seconds: float = 5.0
+    requests: list[Received] = field(default_factory=list)
+    server: TestServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/v1"))
+
+    @property
+    def last(self) -> Received:
+        return self.requests[-1]
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        return app
+
+    async def start(self) -> None:
+        self.server = TestServer(self.app(), host="127.0.0.1")
+        await self.server.start_server()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(Received(body=body, headers=dict(request.headers)))
+        error = self._error()
+        if error is not None:
+            return error
+        if self.mode == "hang":
+            await asyncio.sleep(self.hang_seconds)
+        if self.mode == "malformed":
+            return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
+        model = body.get("model", "")
+        if body.get("stream"):
+            return await self._stream(request, body, model)
+        return web.json_response(completion(model))
+
+    def _error(self) -> web.Response | None:
+        def envelope(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+            return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+        if self.mode == "401":
+            return web.json_response(
+                envelope("Incorrect API key provided", "invalid_request_error", "invalid_api_key"),
+                status=401,
+            )
+        if self.mode == "429":
+            return web.json_response(
+                envelope("Rate limit reached for requests", "requests", "rate_limit_exceeded"),
+                status=429,
+                headers={"Retry-After": "7"},
+            )
+        if self.mode == "500":
+            return web.json_response(
+                envelope("The server had an error while processing your request.", "server_error", None),
+                status=500,
+            )
+        if self.mode == "context_length":
+            return web.json_response(
+                envelope(
+                    "This model's maximum context length is 8192 tokens. However, your messages "
+                    "resulted in 9000 tokens. Please reduce the length of the messages.",
+                    "invalid_request_error",
+                    "context_length_exceeded",
+                    "messages",
+                ),
+                status=400,
+            )
+        return None
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        options = body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage"))
+        for frame in stream_chunks(model, include_usage):
+            await response.write(b"data: " + json.dumps(frame).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": REPLY_TEXT, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": USAGE,
+    }
+
+
+def stream_chunks(model: str, include_usage: bool) -> list[dict[str, Any]]:
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": "chatcmpl-fake123",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if include_usage:
+            data["usage"] = None
+        return data
+
+    frames = [chunk({"role": "assistant", "content": ""}, None)]
+    frames += [chunk({"content": piece}, None) for piece in STREAM_PIECES]
+    frames.append(chunk({}, "stop"))
+    if include_usage:
+        frames.append(
+            {
+                "id": "chatcmpl-fake123",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [],
+                "usage": USAGE,
+            }
+        )
+    return frames
