@@ -22,9 +22,11 @@ from routerd.config.load import ConfigError, load_daemon
 from routerd.logs import configure_logging
 from routerd.metrics import Metrics
 from routerd.server import info
-from routerd.server.chat import GATEWAY, chat_completions
+from routerd.server.chat import chat_completions
 from routerd.server.gateway import Gateway
+from routerd.server.messages import messages
 from routerd.server.middleware import request_middleware
+from routerd.server.pipeline import GATEWAY
 
 log = structlog.get_logger("routerd")
 
@@ -35,6 +37,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app[GATEWAY] = gateway
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", info.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", info.get_model)
     app.router.add_get("/healthz", info.healthz)

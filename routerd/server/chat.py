@@ -9,7 +9,6 @@ when the client did not ask for it) -> meter. Unknown request fields survive unt
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import orjson
@@ -20,38 +19,17 @@ from routerd.metering.usage import Usage
 from routerd.providers.base import UpstreamError, UpstreamResponse
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, finish
-from routerd.server.gateway import Gateway
 from routerd.server.middleware import REQUEST_ID
+from routerd.server.pipeline import (
+    GATEWAY,
+    first_answer,
+    read_json_body,
+    response_headers,
+)
 from routerd.server.sse_relay import CLIENT_CLOSED, relay_openai_stream
-from routerd.table import DeploymentRoute, ModelRoute
 
-GATEWAY = web.AppKey("gateway", Gateway)
 INGRESS = "chat_completions"
-_RETRYABLE = {
-    ErrorCode.provider_unavailable,
-    ErrorCode.provider_timeout,
-    ErrorCode.provider_rate_limit,
-    ErrorCode.provider_overloaded,
-}
-
-
-async def read_json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RouterdError(
-            ErrorCode.payload_too_large,
-            "request body is larger than the configured max_body_bytes",
-        ) from None
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RouterdError(
-            ErrorCode.invalid_request, f"request body is not valid JSON: {exc}"
-        ) from None
-    if not isinstance(body, dict):
-        raise RouterdError(ErrorCode.invalid_request, "request body must be a JSON object")
-    return body
+__all__ = ["GATEWAY", "chat_completions"]
 
 
 def check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
@@ -71,57 +49,9 @@ def check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
     return model, stream
 
 
-def candidates(route: ModelRoute) -> list[DeploymentRoute]:
-    """Deployments in try order: a weighted draw first, then the rest by weight."""
-    deps = list(route.deployments)
-    if len(deps) < 2:
-        return deps
-    first = random.choices(deps, weights=[d.deployment.weight for d in deps])[0]
-    rest = sorted((d for d in deps if d is not first), key=lambda d: -d.deployment.weight)
-    return [first, *rest]
-
-
 def _wants_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and bool(options.get("include_usage"))
-
-
-async def _send(
-    ctx: RequestContext, dep: DeploymentRoute, body: dict[str, Any]
-) -> UpstreamResponse:
-    ctx.attempts += 1
-    ctx.provider = dep.provider.config.name
-    ctx.upstream_model = dep.deployment.model
-    upstream = dep.provider.adapter.build_request(dep.deployment.model, body, ctx.stream)
-    response = await dep.provider.transport.send(upstream)
-    if response.status >= 400:
-        payload = await response.read()
-        response.release()
-        raise dep.provider.adapter.classify_error(response.status, payload, response.headers)
-    return response
-
-
-async def _first_answer(
-    ctx: RequestContext, route: ModelRoute, body: dict[str, Any]
-) -> UpstreamResponse:
-    last: UpstreamError | None = None
-    for dep in candidates(route):
-        try:
-            return await _send(ctx, dep, dict(body))
-        except UpstreamError as err:
-            last = err
-            if err.code not in _RETRYABLE:
-                raise
-    assert last is not None
-    raise last
-
-
-def _headers(ctx: RequestContext) -> dict[str, str]:
-    return {
-        "X-Request-Id": ctx.request_id,
-        "x-routerd-provider": ctx.provider or "",
-        "x-routerd-model": ctx.route.id if ctx.route else "",
-    }
 
 
 async def _complete(ctx: RequestContext, response: UpstreamResponse) -> web.Response:
@@ -136,7 +66,9 @@ async def _complete(ctx: RequestContext, response: UpstreamResponse) -> web.Resp
         raise UpstreamError(
             ErrorCode.provider_unavailable, "the upstream sent a malformed JSON body"
         ) from None
-    return web.Response(body=payload, content_type="application/json", headers=_headers(ctx))
+    return web.Response(
+        body=payload, content_type="application/json", headers=response_headers(ctx)
+    )
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -151,10 +83,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         client_wants_usage = _wants_usage(body)
         if ctx.stream and not client_wants_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        response = await _first_answer(ctx, ctx.route, body)
+        response = await first_answer(ctx, ctx.route, body)
         if not ctx.stream:
             return await _complete(ctx, response)
-        return await relay_openai_stream(request, ctx, response, _headers(ctx), client_wants_usage)
+        return await relay_openai_stream(
+            request, ctx, response, response_headers(ctx), client_wants_usage
+        )
     except RouterdError as err:
         ctx.fail(err)
         raise

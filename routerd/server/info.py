@@ -10,7 +10,7 @@ from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.server.auth import authenticate, presented_token
-from routerd.server.chat import GATEWAY
+from routerd.server.pipeline import GATEWAY
 
 
 def _json(data: object, status: int = 200) -> web.Response:
