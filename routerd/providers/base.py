@@ -143,7 +143,11 @@ class Adapter(Protocol):
     wire_format: str
 
     def build_request(
-        self, upstream_model: str, body: dict[str, object], stream: bool
+        self,
+        upstream_model: str,
+        body: dict[str, object],
+        stream: bool,
+        client_headers: Mapping[str, str] | None = None,
     ) -> UpstreamRequest: ...
 
     def classify_error(

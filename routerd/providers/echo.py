@@ -133,7 +133,11 @@ class EchoAdapter:
         self._timeouts = config.timeouts
 
     def build_request(
-        self, upstream_model: str, body: dict[str, object], stream: bool
+        self,
+        upstream_model: str,
+        body: dict[str, object],
+        stream: bool,
+        client_headers: Mapping[str, str] | None = None,
     ) -> UpstreamRequest:
         body["model"] = upstream_model
         return UpstreamRequest("POST", "echo://", {}, orjson.dumps(body), stream, self._timeouts)

@@ -22,7 +22,11 @@ class OpenAIAdapter:
         self._timeouts = config.timeouts
 
     def build_request(
-        self, upstream_model: str, body: dict[str, object], stream: bool
+        self,
+        upstream_model: str,
+        body: dict[str, object],
+        stream: bool,
+        client_headers: Mapping[str, str] | None = None,
     ) -> UpstreamRequest:
         body["model"] = upstream_model
         return UpstreamRequest(

@@ -33,6 +33,7 @@ class RequestContext:
     route: ModelRoute | None = None
     provider: str | None = None
     upstream_model: str | None = None
+    wire: str = ""
     stream: bool = False
     status: int = 200
     error_code: str | None = None

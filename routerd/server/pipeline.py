@@ -7,6 +7,8 @@ Each step is a plain call (no middleware): handlers compose them in order, so a 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -56,13 +58,22 @@ def candidates(route: ModelRoute) -> list[DeploymentRoute]:
     return [first, *rest]
 
 
-async def _send(
-    ctx: RequestContext, dep: DeploymentRoute, body: dict[str, Any]
-) -> UpstreamResponse:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """The body (and client headers to forward) for one deployment."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+async def _send(ctx: RequestContext, dep: DeploymentRoute, prepared: Prepared) -> UpstreamResponse:
     ctx.attempts += 1
     ctx.provider = dep.provider.config.name
     ctx.upstream_model = dep.deployment.model
-    upstream = dep.provider.adapter.build_request(dep.deployment.model, body, ctx.stream)
+    ctx.wire = dep.provider.adapter.wire_format
+    upstream = dep.provider.adapter.build_request(
+        dep.deployment.model, prepared.body, ctx.stream, prepared.headers
+    )
     response = await dep.provider.transport.send(upstream)
     if response.status >= 400:
         payload = await response.read()
@@ -72,12 +83,13 @@ async def _send(
 
 
 async def first_answer(
-    ctx: RequestContext, route: ModelRoute, body: dict[str, Any]
+    ctx: RequestContext, route: ModelRoute, prepare: Callable[[DeploymentRoute], Prepared]
 ) -> UpstreamResponse:
+    """Try candidates in order; move on only for failures another deployment may not have."""
     last: UpstreamError | None = None
     for dep in candidates(route):
         try:
-            return await _send(ctx, dep, dict(body))
+            return await _send(ctx, dep, prepare(dep))
         except UpstreamError as err:
             last = err
             if err.code not in _RETRYABLE:

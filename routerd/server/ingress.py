@@ -1,0 +1,166 @@
+"""The request path shared by every chat-style ingress, as plain steps.
+
+authenticate -> read and check the body -> admit the model -> for each candidate deployment,
+prepare its body (passthrough when the upstream speaks the ingress's own wire format, only the
+model rewritten; otherwise translate through the canonical form) -> send, moving on only while
+nothing was sent to the client -> relay or translate the answer -> meter (always, in `finally`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from routerd.errors import ErrorCode, RouterdError
+from routerd.formats.canonical import CanonicalRequest, ToolNameMap, TranslationError
+from routerd.formats.codecs import INGRESS, WIRE, IngressCodec
+from routerd.server.auth import admit_model, authenticate
+from routerd.server.context import RequestContext, finish
+from routerd.server.gateway import Gateway
+from routerd.server.middleware import REQUEST_ID
+from routerd.server.pipeline import (
+    GATEWAY,
+    Prepared,
+    first_answer,
+    read_json_body,
+    response_headers,
+)
+from routerd.server.sse_relay import CLIENT_CLOSED, relay_openai_stream
+from routerd.server.translate import (
+    StreamTranslator,
+    UsageScanner,
+    passthrough_json,
+    relay_stream,
+    translated_json,
+)
+from routerd.table import DeploymentRoute, ModelRoute
+
+
+@dataclass(frozen=True, slots=True)
+class IngressSpec:
+    name: str
+    check: Callable[[dict[str, Any]], tuple[str, bool]]
+    forward_headers: tuple[str, ...] = ()
+
+    @property
+    def codec(self) -> IngressCodec:
+        return INGRESS[self.name]
+
+
+def _translation_error(exc: TranslationError) -> RouterdError:
+    return RouterdError(ErrorCode.invalid_request, str(exc), param=exc.field)
+
+
+def _clamp(req: CanonicalRequest, route: ModelRoute) -> CanonicalRequest:
+    cap = route.config.max_output_tokens
+    wanted = req.sampling.max_tokens
+    if cap is None or wanted is None or wanted <= cap:
+        return req
+    return dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, max_tokens=cap))
+
+
+class _Request:
+    """One client request as each candidate deployment needs it: raw or translated."""
+
+    def __init__(
+        self, spec: IngressSpec, body: dict[str, Any], gateway: Gateway, route: ModelRoute
+    ) -> None:
+        self.spec = spec
+        self.route = route
+        self.body = body
+        self.gateway = gateway
+        self.client_wants_usage = _wants_usage(body)
+        self.canonical: CanonicalRequest | None = None
+        self.names = ToolNameMap()
+
+    def translated(self) -> CanonicalRequest:
+        if self.canonical is None:
+            try:
+                req = self.spec.codec.decode_request(self.body)
+            except TranslationError as exc:
+                raise _translation_error(exc) from None
+            self.canonical = _clamp(req, self.route)
+            self.names = ToolNameMap.for_request(self.canonical)
+        return self.canonical
+
+    def prepare(self, dep: DeploymentRoute, headers: dict[str, str]) -> Prepared:
+        wire = dep.provider.adapter.wire_format
+        if wire == self.spec.codec.name:
+            body = dict(self.body)
+            if body.get("stream") and wire == "openai_chat":
+                body["stream_options"] = {
+                    **(body.get("stream_options") or {}),
+                    "include_usage": True,
+                }
+            return Prepared(body, headers)
+        req = self.translated()
+        default_max = self.route.config.max_output_tokens
+        try:
+            body, dropped = WIRE[wire].encode_request(req, self.names, default_max)
+        except TranslationError as exc:
+            raise _translation_error(exc) from None
+        self.gateway.metrics.dropped_fields(self.spec.name, dropped)
+        return Prepared(body, {})
+
+
+def _wants_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+async def _answer(request: web.Request, ctx: RequestContext, call: _Request) -> web.StreamResponse:
+    assert ctx.route is not None
+    forwarded = {h: v for h in call.spec.forward_headers if (v := request.headers.get(h))}
+    response = await first_answer(ctx, ctx.route, lambda dep: call.prepare(dep, forwarded))
+    wire = WIRE[ctx.wire]
+    codec = call.spec.codec
+    if ctx.wire == codec.name:
+        if not ctx.stream:
+            return await passthrough_json(ctx, response, wire)
+        if ctx.wire == "openai_chat":
+            return await relay_openai_stream(
+                request, ctx, response, response_headers(ctx), call.client_wants_usage
+            )
+        return await relay_stream(request, ctx, response, codec, UsageScanner(ctx, wire))
+    if not ctx.stream:
+        return await translated_json(ctx, response, wire, codec, call.names)
+    encoder = codec.stream_encoder(ctx.model, call.client_wants_usage)
+    translator = StreamTranslator(ctx, wire, encoder, call.names)
+    return await relay_stream(request, ctx, response, codec, translator)
+
+
+async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    ctx = RequestContext(request[REQUEST_ID], spec.name, gateway.table)
+    gateway.metrics.request_started()
+    try:
+        ctx.key = authenticate(request, ctx.table)
+        body = await read_json_body(request)
+        ctx.model, ctx.stream = spec.check(body)
+        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        return await _answer(request, ctx, _Request(spec, body, gateway, ctx.route))
+    except RouterdError as err:
+        ctx.fail(err)
+        raise
+    except asyncio.CancelledError:
+        ctx.status = CLIENT_CLOSED
+        raise
+    except Exception:
+        ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
+        raise
+    finally:
+        gateway.metrics.request_finished()
+        finish(gateway, ctx)
+
+
+def handler(spec: IngressSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return await handle(request, spec)
+
+    serve.__name__ = spec.name
+    return serve

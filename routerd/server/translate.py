@@ -1,0 +1,195 @@
+"""Relaying an upstream answer to the client: translated (any-to-any) or passed through.
+
+Translated answers go upstream wire -> canonical -> ingress format, JSON or SSE, incrementally:
+each upstream chunk is split into frames, decoded into canonical events and re-encoded at once,
+never buffering the whole stream. Passed-through answers keep the upstream's bytes and only read
+usage. Usage found on the way is recorded on the request context for metering.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
+from routerd.formats.canonical import StreamEvent, ToolNameMap
+from routerd.formats.canonical import Usage as CanonicalUsage
+from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec, sse_json
+from routerd.formats.sse import encode_frame
+from routerd.metering.usage import Usage
+from routerd.providers.base import UpstreamError, UpstreamResponse
+from routerd.server.context import RequestContext
+from routerd.server.pipeline import response_headers
+from routerd.server.sse_relay import CLIENT_CLOSED, FrameSplitter
+
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def metered(usage: CanonicalUsage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+def _malformed(what: str) -> UpstreamError:
+    return UpstreamError(ErrorCode.provider_unavailable, f"the upstream sent a malformed {what}")
+
+
+async def _read_json(ctx: RequestContext, response: UpstreamResponse) -> tuple[bytes, Any]:
+    try:
+        payload = await response.read()
+    finally:
+        response.release()
+    ctx.first_byte()
+    try:
+        return payload, orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise _malformed("JSON body") from None
+
+
+def _json_response(ctx: RequestContext, body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", headers=response_headers(ctx))
+
+
+async def passthrough_json(
+    ctx: RequestContext, response: UpstreamResponse, wire: WireCodec
+) -> web.Response:
+    payload, data = await _read_json(ctx, response)
+    if not isinstance(data, dict):
+        raise _malformed("JSON body")
+    ctx.usage = metered(wire.decode_usage(data.get("usage")))
+    return _json_response(ctx, payload)
+
+
+async def translated_json(
+    ctx: RequestContext,
+    response: UpstreamResponse,
+    wire: WireCodec,
+    ingress: IngressCodec,
+    names: ToolNameMap,
+) -> web.Response:
+    _, data = await _read_json(ctx, response)
+    try:
+        canonical = wire.decode_response(data, names)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise _malformed("JSON body") from None
+    ctx.usage = metered(canonical.usage)
+    return _json_response(ctx, orjson.dumps(ingress.encode_response(canonical, ctx.model)))
+
+
+def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
+    if ingress.name == "anthropic_messages":
+        return encode_frame(anthropic_envelope(err, request_id), "error")
+    return encode_frame(openai_envelope(err, request_id))
+
+
+class StreamTranslator:
+    """Upstream SSE bytes in, client SSE bytes out; records usage on the context."""
+
+    def __init__(
+        self, ctx: RequestContext, wire: WireCodec, encoder: StreamEncoder, names: ToolNameMap
+    ) -> None:
+        self._ctx = ctx
+        self._decoder = wire.stream_decoder(names)
+        self._encoder = encoder
+        self._splitter = FrameSplitter()
+
+    def _encode(self, events: list[StreamEvent]) -> bytes:
+        out = []
+        for event in events:
+            usage = getattr(event, "usage", None)
+            if isinstance(usage, CanonicalUsage):
+                self._ctx.usage = metered(usage)
+            out.append(self._encoder.frames(event))
+        return b"".join(out)
+
+    def feed(self, chunk: bytes) -> bytes:
+        events: list[StreamEvent] = []
+        for frame in self._splitter.feed(chunk):
+            try:
+                data = sse_json(frame)
+            except orjson.JSONDecodeError:
+                raise _malformed("stream frame") from None
+            if data is not None:
+                events.extend(self._decoder.feed(data))
+        return self._encode(events)
+
+    def finish(self) -> bytes:
+        return self._encode(self._decoder.finish()) + self._encoder.end()
+
+
+class UsageScanner:
+    """Passthrough: reads usage from the frames that carry it, leaves the bytes alone."""
+
+    def __init__(self, ctx: RequestContext, wire: WireCodec) -> None:
+        self._ctx = ctx
+        self._wire = wire
+        self._splitter = FrameSplitter()
+        self._usage = CanonicalUsage()
+
+    def feed(self, chunk: bytes) -> bytes:
+        for frame in self._splitter.feed(chunk):
+            if b'"usage"' not in frame:
+                continue
+            try:
+                data = sse_json(frame)
+            except orjson.JSONDecodeError:
+                continue
+            if data is None:
+                continue
+            raw = data.get("usage") or (data.get("message") or {}).get("usage")
+            if raw:
+                self._usage = self._merge(raw)
+                self._ctx.usage = metered(self._usage)
+        return chunk
+
+    def _merge(self, raw: dict[str, Any]) -> CanonicalUsage:
+        fresh = self._wire.decode_usage(raw)
+        if "input_tokens" not in raw and "prompt_tokens" not in raw:
+            return CanonicalUsage(
+                input_tokens=self._usage.input_tokens,
+                output_tokens=fresh.output_tokens,
+                cached_tokens=self._usage.cached_tokens,
+                cache_write_tokens=self._usage.cache_write_tokens,
+                reasoning_tokens=fresh.reasoning_tokens,
+            )
+        return fresh
+
+    def finish(self) -> bytes:
+        return b""
+
+
+async def relay_stream(
+    request: web.Request,
+    ctx: RequestContext,
+    upstream: UpstreamResponse,
+    ingress: IngressCodec,
+    translator: StreamTranslator | UsageScanner,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+    try:
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.iter_chunks():
+                ctx.first_byte()
+                out = translator.feed(chunk)
+                if out:
+                    await response.write(out)
+            tail = translator.finish()
+            if tail:
+                await response.write(tail)
+        except RouterdError as err:
+            ctx.fail(err)
+            await response.write(error_frame(ingress, err, ctx.request_id))
+        await response.write_eof()
+    except ConnectionError:
+        ctx.status = CLIENT_CLOSED
+    finally:
+        upstream.release()
+    return response
