@@ -1,13 +1,14 @@
 """Fake upstream servers: a real aiohttp OpenAI Chat Completions server that records what it got.
 
 `FakeOpenAI.mode` switches the behaviour per test: "ok" (default), "401", "429", "500",
-"context_length", "malformed", "hang". Shapes follow the openai SDK's `ChatCompletion` and
-`ChatCompletionChunk` types.
+"context_length", "malformed", "hang", "slow_stream" (0.2 s between SSE frames). Shapes follow
+the openai SDK's `ChatCompletion` and `ChatCompletionChunk` types.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ class FakeOpenAI:
     hang_seconds: float = 5.0
     requests: list[Received] = field(default_factory=list)
     server: TestServer | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def base_url(self) -> str:
@@ -59,6 +61,7 @@ class FakeOpenAI:
         await self.server.start_server()
 
     async def close(self) -> None:
+        self.release.set()
         if self.server is not None:
             await self.server.close()
 
@@ -69,16 +72,21 @@ class FakeOpenAI:
         if error is not None:
             return error
         if self.mode == "hang":
-            await asyncio.sleep(self.hang_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), self.hang_seconds)
         if self.mode == "malformed":
-            return web.Response(body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json")
+            return web.Response(
+                body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json"
+            )
         model = body.get("model", "")
         if body.get("stream"):
             return await self._stream(request, body, model)
         return web.json_response(completion(model))
 
     def _error(self) -> web.Response | None:
-        def envelope(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+        def envelope(
+            message: str, type_: str, code: str | None, param: str | None = None
+        ) -> dict[str, Any]:
             return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
         if self.mode == "401":
@@ -94,7 +102,9 @@ class FakeOpenAI:
             )
         if self.mode == "500":
             return web.json_response(
-                envelope("The server had an error while processing your request.", "server_error", None),
+                envelope(
+                    "The server had an error while processing your request.", "server_error", None
+                ),
                 status=500,
             )
         if self.mode == "context_length":
@@ -110,13 +120,18 @@ class FakeOpenAI:
             )
         return None
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], model: str
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         options = body.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
         for frame in stream_chunks(model, include_usage):
             await response.write(b"data: " + json.dumps(frame).encode() + b"\n\n")
+            if self.mode == "slow_stream":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.release.wait(), 0.2)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -207,7 +207,9 @@ def classify_status(status: int, body: bytes, headers: Mapping[str, str]) -> Ups
         code, msg = ErrorCode.payload_too_large, f"the upstream refused the request size{suffix}"
     else:
         lowered = detail.lower()
-        if "context" in lowered and ("length" in lowered or "window" in lowered):
+        if "prompt is too long" in lowered or (
+            "context" in lowered and ("length" in lowered or "window" in lowered)
+        ):
             code = ErrorCode.context_length_exceeded
         else:
             code = ErrorCode.invalid_request

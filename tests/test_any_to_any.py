@@ -1,0 +1,308 @@
+"""Any-to-any through routerd: both SDKs as clients, fake OpenAI and Anthropic upstreams.
+
+Each test asserts what a user sees (SDK objects, error classes) and what the upstream received,
+plus the journal line with usage and exact cost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+import yaml
+from aiohttp.test_utils import TestServer
+
+from routerd.metrics import Metrics
+from routerd.server.app import build_app
+from routerd.server.gateway import Gateway
+from tests import fakes, fakes_anthropic
+from tests.conftest import FULL_KEY, Routerd, write_config
+from tests.fakes import FakeOpenAI
+from tests.fakes_anthropic import FakeAnthropic
+
+ANTHROPIC_SECRET = "sk-ant-upstream-secret"
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+# fake Anthropic usage: 1200 plain input + 200 cache read + 100 cache write, 50 output,
+# at 3 / 15 / 0.30 / 3.75 USD per 1M tokens
+ANTHROPIC_COST = 1200 * 3_000_000 + 200 * 300_000 + 100 * 3_750_000 + 50 * 15_000_000
+# fake OpenAI usage: 1200 prompt incl. 200 cached, 50 completion, at 0.40 / 1.60 / 0.10
+OPENAI_COST = 1000 * 400_000 + 200 * 100_000 + 50 * 1_600_000
+
+
+def _add_anthropic(config_path: Path, base_url: str) -> None:
+    path = config_path.parent / "providers.yaml"
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    doc["providers"]["anth"] = {
+        "type": "anthropic",
+        "base_url": base_url,
+        "api_key": ANTHROPIC_SECRET,
+        "api_version": "2023-06-01",
+    }
+    doc["models"]["anth/claude-test"] = {
+        "pricing": {"prompt": 3, "completion": 15, "cached_prompt": 0.3, "cache_write": 3.75},
+        "max_output_tokens": 8192,
+        "deployments": [{"provider": "anth", "model": "claude-upstream"}],
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+@pytest.fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic(api_key=ANTHROPIC_SECRET)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def gw(
+    tmp_path: Path, fake_upstream: FakeOpenAI, fake_anthropic: FakeAnthropic
+) -> AsyncIterator[Routerd]:
+    config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
+    _add_anthropic(config_path, fake_anthropic.base_url)
+    gateway = Gateway.load(config_path, Metrics())
+    server = TestServer(build_app(gateway), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def claude(gw: Routerd) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    sdk = anthropic.AsyncAnthropic(base_url=gw.url, api_key=FULL_KEY, max_retries=0)
+    try:
+        yield sdk
+    finally:
+        await sdk.close()
+
+
+@pytest.fixture
+async def oai(gw: Routerd) -> AsyncIterator[openai.AsyncOpenAI]:
+    sdk = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=FULL_KEY, max_retries=0)
+    try:
+        yield sdk
+    finally:
+        await sdk.close()
+
+
+async def test_messages_ingress_to_openai_upstream(
+    gw: Routerd, claude: anthropic.AsyncAnthropic
+) -> None:
+    message = await claude.messages.create(
+        model="fake/gpt-test",
+        max_tokens=100,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == fakes.REPLY_TEXT
+    assert message.stop_reason == "end_turn"
+    # Anthropic semantics: input_tokens excludes cache reads
+    assert message.usage.input_tokens == 1000
+    assert message.usage.cache_read_input_tokens == 200
+    assert message.usage.output_tokens == 50
+    sent = gw.fake.last.body
+    assert sent["model"] == "gpt-upstream"
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    (line,) = await gw.wait_journal(1)
+    assert line["ingress"] == "messages"
+    assert (line["prompt_tokens"], line["cached_tokens"], line["completion_tokens"]) == (
+        1200,
+        200,
+        50,
+    )
+    assert line["cost_pico_usd"] == OPENAI_COST
+
+
+async def test_messages_stream_to_openai_upstream(
+    gw: Routerd, claude: anthropic.AsyncAnthropic
+) -> None:
+    async with claude.messages.stream(
+        model="fake/gpt-test", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        pieces = [text async for text in stream.text_stream]
+        final = await stream.get_final_message()
+    assert "".join(pieces) == fakes.REPLY_TEXT
+    assert final.content[0].type == "text"
+    assert final.content[0].text == fakes.REPLY_TEXT
+    assert final.usage.output_tokens == 50
+    (line,) = await gw.wait_journal(1)
+    assert line["stream"] is True
+    assert line["cost_pico_usd"] == OPENAI_COST
+
+
+async def test_messages_passthrough_keeps_beta_header_and_unknown_fields(
+    gw: Routerd, claude: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    message = await claude.messages.create(
+        model="anth/claude-test",
+        max_tokens=1000,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"anthropic-beta": "context-management-2025-06-27,oauth-2025-04-20"},
+        extra_body={"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}},
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == fakes_anthropic.REPLY_TEXT
+    received = fake_anthropic.requests[-1]
+    assert received["headers"]["anthropic-beta"] == (
+        "context-management-2025-06-27,oauth-2025-04-20"
+    )
+    assert received["headers"]["x-api-key"] == ANTHROPIC_SECRET
+    assert received["body"]["model"] == "claude-upstream"
+    assert received["body"]["context_management"] == {
+        "edits": [{"type": "clear_tool_uses_20250919"}]
+    }
+    (line,) = await gw.wait_journal(1)
+    assert line["prompt_tokens"] == 1500
+    assert (line["cached_tokens"], line["cache_write_tokens"]) == (200, 100)
+    assert line["cost_pico_usd"] == ANTHROPIC_COST
+
+
+async def test_messages_passthrough_stream_meters_usage(
+    gw: Routerd, claude: anthropic.AsyncAnthropic
+) -> None:
+    async with claude.messages.stream(
+        model="anth/claude-test", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].type == "text"
+    assert final.content[0].text == fakes_anthropic.REPLY_TEXT
+    (line,) = await gw.wait_journal(1)
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (1500, 50)
+    assert line["cost_pico_usd"] == ANTHROPIC_COST
+
+
+async def test_chat_ingress_to_anthropic_upstream(
+    gw: Routerd, oai: openai.AsyncOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    reply = await oai.chat.completions.create(
+        model="anth/claude-test",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+        ],
+    )
+    assert reply.choices[0].message.content == fakes_anthropic.REPLY_TEXT
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == 1500
+    assert reply.usage.prompt_tokens_details is not None
+    assert reply.usage.prompt_tokens_details.cached_tokens == 200
+    body = fake_anthropic.requests[-1]["body"]
+    assert body["system"] in ("Be brief.", [{"type": "text", "text": "Be brief."}])
+    assert body["max_tokens"] == 8192  # the catalog default: chat sent none
+    (line,) = await gw.wait_journal(1)
+    assert line["ingress"] == "chat_completions"
+    assert line["provider"] == "anth"
+    assert line["cost_pico_usd"] == ANTHROPIC_COST
+
+
+async def test_chat_stream_to_anthropic_upstream(gw: Routerd, oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(
+        model="anth/claude-test",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, usage = [], None
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text.append(chunk.choices[0].delta.content)
+        if chunk.usage:
+            usage = chunk.usage
+    assert "".join(text) == fakes_anthropic.REPLY_TEXT
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (1500, 50)
+    (line,) = await gw.wait_journal(1)
+    assert line["cost_pico_usd"] == ANTHROPIC_COST
+
+
+async def test_chat_tool_round_trip_through_anthropic(
+    oai: openai.AsyncOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    first = await oai.chat.completions.create(
+        model="anth/claude-test",
+        messages=[{"role": "user", "content": "please use the tool"}],
+        tools=TOOLS,  # type: ignore[arg-type]
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None
+    call = choice.message.tool_calls[0]
+    assert call.type == "function"
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == fakes_anthropic.TOOL_INPUT
+    second = await oai.chat.completions.create(
+        model="anth/claude-test",
+        messages=[
+            {"role": "user", "content": "please use the tool"},
+            choice.message.model_dump(exclude_none=True),  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"},
+        ],
+        tools=TOOLS,  # type: ignore[arg-type]
+    )
+    assert second.choices[0].message.content == fakes_anthropic.REPLY_TEXT
+    sent = fake_anthropic.requests[-1]["body"]["messages"]
+    assert sent[1]["content"][0]["type"] == "tool_use"
+    assert sent[1]["content"][0]["id"] == call.id
+    result = sent[2]["content"][0]
+    assert result["type"] == "tool_result"
+    assert result["tool_use_id"] == call.id
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "code"),
+    [
+        ("529", 529, "provider_overloaded"),
+        ("401", 502, "provider_auth"),
+        ("429", 429, "provider_rate_limit"),
+        ("400-context", 400, "context_length_exceeded"),
+    ],
+)
+async def test_anthropic_upstream_errors_in_each_envelope(
+    gw: Routerd,
+    oai: openai.AsyncOpenAI,
+    claude: anthropic.AsyncAnthropic,
+    fake_anthropic: FakeAnthropic,
+    mode: str,
+    status: int,
+    code: str,
+) -> None:
+    fake_anthropic.mode = mode
+    messages: list[Any] = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.APIStatusError) as oai_error:
+        await oai.chat.completions.create(model="anth/claude-test", messages=messages)
+    assert oai_error.value.status_code == status
+    assert isinstance(oai_error.value.body, dict)
+    assert oai_error.value.body["code"] == code
+    with pytest.raises(anthropic.APIStatusError) as claude_error:
+        await claude.messages.create(model="anth/claude-test", max_tokens=10, messages=messages)
+    assert claude_error.value.status_code == status
+    body = claude_error.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["code"] == code
+    lines = await gw.wait_journal(2)
+    assert [(line["status"], line["error_code"]) for line in lines] == [(status, code)] * 2

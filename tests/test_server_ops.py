@@ -1,0 +1,103 @@
+"""Operational routes: health, readiness, model listing, metrics."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import openai
+import pytest
+
+from tests.conftest import ECHO_KEY, FULL_KEY, Routerd
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+async def test_healthz_readyz(routerd: Routerd, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{routerd.url}/healthz") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["status"] == "ok"
+    async with http.get(f"{routerd.url}/readyz") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body == {"status": "ready", "config_generation": 1}
+
+
+async def test_list_models_full(client: openai.AsyncOpenAI) -> None:
+    page = await client.models.list()
+    ids = {m.id for m in page.data}
+    assert ids == {"fake/gpt-test", "echo/echo-1"}
+    fake = next(m for m in page.data if m.id == "fake/gpt-test")
+    extra = fake.model_dump()
+    assert extra["context_length"] == 128000
+    assert extra["pricing"]
+    assert fake.object == "model"
+
+
+async def test_list_models_restricted(echo_client: openai.AsyncOpenAI) -> None:
+    page = await echo_client.models.list()
+    assert [m.id for m in page.data] == ["echo/echo-1"]
+
+
+async def test_list_models_needs_key(routerd: Routerd, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{routerd.url}/v1/models") as resp:
+        assert resp.status == 401
+
+
+async def test_get_model_with_slash(
+    client: openai.AsyncOpenAI, echo_client: openai.AsyncOpenAI
+) -> None:
+    model = await client.models.retrieve("fake/gpt-test")
+    assert model.id == "fake/gpt-test"
+    assert model.model_dump()["context_length"] == 128000
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("nope/nothing")
+    with pytest.raises(openai.NotFoundError):
+        await echo_client.models.retrieve("fake/gpt-test")
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
+        assert match, line
+        got = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if match.group(1) == name and got == labels:
+            return float(match.group(3))
+    return None
+
+
+async def test_metrics(
+    routerd: Routerd, client: openai.AsyncOpenAI, http: aiohttp.ClientSession
+) -> None:
+    await client.chat.completions.create(model="fast", messages=MESSAGES)
+    await client.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+    async with openai.AsyncOpenAI(
+        base_url=f"{routerd.url}/v1", api_key=ECHO_KEY, max_retries=0
+    ) as echo:
+        with pytest.raises(openai.PermissionDeniedError):
+            await echo.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+    text = await routerd.metrics_text(http)
+    ok = sample(
+        text,
+        "routerd_requests_total",
+        ingress="chat_completions",
+        model="fake/gpt-test",
+        provider="fake",
+        code="200",
+    )
+    assert ok == 2
+    denied = sample(
+        text,
+        "routerd_requests_total",
+        ingress="chat_completions",
+        model="",
+        provider="",
+        code="403",
+    )
+    assert denied == 1
+    assert sample(text, "routerd_config_generation") == 1
+    assert sample(text, "routerd_tokens_total", type="prompt") == 2400
+    assert FULL_KEY not in text
+    assert "alice" not in text
