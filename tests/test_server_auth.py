@@ -199,3 +199,18 @@ async def test_upstream_hang_streaming(routerd: Routerd, client: openai.AsyncOpe
     assert info.value.code == "provider_timeout"
     (line,) = await routerd.wait_journal(1)
     assert (line["status"], line["error_code"], line["stream"]) == (504, "provider_timeout", True)
+
+
+async def test_upstream_retry_after_reaches_the_client(
+    routerd: Routerd, http: aiohttp.ClientSession
+) -> None:
+    routerd.fake.mode = "429"
+    async with http.post(
+        f"{routerd.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {FULL_KEY}"},
+        json={"model": "fake/gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+    ) as resp:
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "7"
+        body = await resp.json()
+    assert body["error"]["code"] == "provider_rate_limit"

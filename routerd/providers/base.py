@@ -9,6 +9,7 @@ upstream type only in URL, headers, payload mapping and error classification.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,7 +32,8 @@ class UpstreamError(RouterdError):
         upstream_status: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(code, message)
+        headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
+        super().__init__(code, message, headers=headers)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
 
