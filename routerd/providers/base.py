@@ -157,6 +157,35 @@ class Adapter(Protocol):
     ) -> UpstreamError: ...
 
 
+class JsonAdapter:
+    """The shared shape of an adapter: POST a JSON body to one URL with fixed headers.
+
+    Subclasses only say which URL and headers (and may refine `classify_error`)."""
+
+    wire_format = ""
+
+    def __init__(self, url: str, headers: dict[str, str], timeouts: Timeouts) -> None:
+        self._url = url
+        self._headers = headers
+        self._timeouts = timeouts
+
+    def build_request(
+        self,
+        upstream_model: str,
+        body: dict[str, object],
+        stream: bool,
+        client_headers: Mapping[str, str] | None = None,
+    ) -> UpstreamRequest:
+        body["model"] = upstream_model
+        headers = {**client_headers, **self._headers} if client_headers else self._headers
+        return UpstreamRequest(
+            "POST", self._url, headers, orjson.dumps(body), stream, self._timeouts
+        )
+
+    def classify_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        return classify_status(status, body, headers)
+
+
 def upstream_message(body: bytes) -> str:
     """The upstream's own error message, when its body is a JSON error envelope."""
     try:

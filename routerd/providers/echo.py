@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from routerd.config.model import ProviderConfig
-from routerd.providers.base import UpstreamError, UpstreamRequest, classify_status
+from routerd.providers.base import JsonAdapter, UpstreamRequest
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "text/event-stream"}
@@ -126,21 +126,8 @@ class EchoTransport:
         return None
 
 
-class EchoAdapter:
+class EchoAdapter(JsonAdapter):
     wire_format = "openai_chat"
 
     def __init__(self, config: ProviderConfig) -> None:
-        self._timeouts = config.timeouts
-
-    def build_request(
-        self,
-        upstream_model: str,
-        body: dict[str, object],
-        stream: bool,
-        client_headers: Mapping[str, str] | None = None,
-    ) -> UpstreamRequest:
-        body["model"] = upstream_model
-        return UpstreamRequest("POST", "echo://", {}, orjson.dumps(body), stream, self._timeouts)
-
-    def classify_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
-        return classify_status(status, body, headers)
+        super().__init__("echo://", {}, config.timeouts)

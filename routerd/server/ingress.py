@@ -28,9 +28,8 @@ from routerd.server.pipeline import (
     Prepared,
     first_answer,
     read_json_body,
-    response_headers,
 )
-from routerd.server.sse_relay import CLIENT_CLOSED, relay_openai_stream
+from routerd.server.sse_relay import CLIENT_CLOSED, ChatUsageFilter
 from routerd.server.translate import (
     StreamTranslator,
     UsageScanner,
@@ -122,11 +121,12 @@ async def _answer(request: web.Request, ctx: RequestContext, call: _Request) -> 
     if ctx.wire == codec.name:
         if not ctx.stream:
             return await passthrough_json(ctx, response, wire)
-        if ctx.wire == "openai_chat":
-            return await relay_openai_stream(
-                request, ctx, response, response_headers(ctx), call.client_wants_usage
-            )
-        return await relay_stream(request, ctx, response, codec, UsageScanner(ctx, wire))
+        scanner: ChatUsageFilter | UsageScanner = (
+            ChatUsageFilter(ctx, call.client_wants_usage)
+            if ctx.wire == "openai_chat"
+            else UsageScanner(ctx, wire)
+        )
+        return await relay_stream(request, ctx, response, codec, scanner)
     if not ctx.stream:
         return await translated_json(ctx, response, wire, codec, call.names)
     encoder = codec.stream_encoder(ctx.model, call.client_wants_usage)

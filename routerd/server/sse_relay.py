@@ -1,8 +1,7 @@
-"""Relay an upstream OpenAI-format SSE stream to the client, frame by frame, without re-encoding.
+"""Byte-level SSE helpers for passthrough streams: frame splitting and the chat usage filter.
 
-Frames pass through as raw bytes; only a frame that mentions `"usage"` is decoded, to take the
-usage (and to drop the usage-only chunk when routerd asked for it on the client's behalf). An
-upstream failure after the first byte ends the stream with an error frame in OpenAI's shape.
+Passthrough frames keep their bytes; only a frame that mentions `"usage"` is decoded, to take the
+usage and to drop the usage-only chunk when routerd asked for it on the client's behalf.
 """
 
 from __future__ import annotations
@@ -10,15 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import orjson
-from aiohttp import web
 
-from routerd.errors import RouterdError, openai_envelope
 from routerd.metering.usage import Usage
-from routerd.providers.base import UpstreamResponse
 from routerd.server.context import RequestContext
 
 CLIENT_CLOSED = 499
-_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 class FrameSplitter:
@@ -40,51 +35,30 @@ class FrameSplitter:
             start = end + 2
         self._buffer = buffer[start:]
 
-    def rest(self) -> bytes:
-        return self._buffer
 
+class ChatUsageFilter:
+    """OpenAI chat passthrough: record usage; drop the usage chunk the client did not ask for."""
 
-def _scan_usage(frame: bytes, ctx: RequestContext, keep_usage_chunk: bool) -> bool:
-    """Record usage found in the frame; return False when the frame must be dropped."""
-    if b'"usage"' not in frame or not frame.startswith(b"data:"):
-        return True
-    try:
-        data = orjson.loads(frame[5:])
-    except orjson.JSONDecodeError:
-        return True
-    usage = data.get("usage") if isinstance(data, dict) else None
-    if not usage:
-        return True
-    ctx.usage = Usage.from_openai(usage)
-    if keep_usage_chunk:
-        return True
-    return bool(data.get("choices"))
+    def __init__(self, ctx: RequestContext, client_wants_usage: bool) -> None:
+        self._ctx = ctx
+        self._keep_usage_chunk = client_wants_usage
+        self._splitter = FrameSplitter()
 
-
-async def relay_openai_stream(
-    request: web.Request,
-    ctx: RequestContext,
-    upstream: UpstreamResponse,
-    headers: dict[str, str],
-    client_wants_usage: bool,
-) -> web.StreamResponse:
-    response = web.StreamResponse(headers={**_SSE_HEADERS, **headers})
-    splitter = FrameSplitter()
-    try:
-        await response.prepare(request)
+    def _keep(self, frame: bytes) -> bool:
+        if b'"usage"' not in frame or not frame.startswith(b"data:"):
+            return True
         try:
-            async for chunk in upstream.iter_chunks():
-                ctx.first_byte()
-                out = [f for f in splitter.feed(chunk) if _scan_usage(f, ctx, client_wants_usage)]
-                if out:
-                    await response.write(b"".join(out))
-        except RouterdError as err:
-            ctx.fail(err)
-            frame = b"data: " + orjson.dumps(openai_envelope(err, ctx.request_id)) + b"\n\n"
-            await response.write(frame)
-        await response.write_eof()
-    except (ConnectionResetError, ConnectionError):
-        ctx.status = CLIENT_CLOSED
-    finally:
-        upstream.release()
-    return response
+            data = orjson.loads(frame[5:])
+        except orjson.JSONDecodeError:
+            return True
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not usage:
+            return True
+        self._ctx.usage = Usage.from_openai(usage)
+        return self._keep_usage_chunk or bool(data.get("choices"))
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(f for f in self._splitter.feed(chunk) if self._keep(f))
+
+    def finish(self) -> bytes:
+        return b""

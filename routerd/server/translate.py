@@ -22,7 +22,7 @@ from routerd.metering.usage import Usage
 from routerd.providers.base import UpstreamError, UpstreamResponse
 from routerd.server.context import RequestContext
 from routerd.server.pipeline import response_headers
-from routerd.server.sse_relay import CLIENT_CLOSED, FrameSplitter
+from routerd.server.sse_relay import CLIENT_CLOSED, ChatUsageFilter, FrameSplitter
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -170,7 +170,7 @@ async def relay_stream(
     ctx: RequestContext,
     upstream: UpstreamResponse,
     ingress: IngressCodec,
-    translator: StreamTranslator | UsageScanner,
+    translator: StreamTranslator | UsageScanner | ChatUsageFilter,
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
     try:
