@@ -42,13 +42,22 @@ def providers_doc(fake_base_url: str | None, alias_target: str = "fake/gpt-test"
             "pricing": {"prompt": 0, "completion": 0},
             "context_length": 131072,
             "deployments": [{"provider": "echo", "model": "echo-1"}],
-        }
+        },
+        "echo/echo-embed-1": {
+            "pricing": {"prompt": 0, "completion": 0},
+            "deployments": [{"provider": "echo", "model": "echo-embed-1"}],
+        },
     }
     if fake_base_url is not None:
         providers["fake"] = {
             "type": "openai",
             "base_url": fake_base_url,
             "api_key": UPSTREAM_SECRET,
+        }
+        models["fake/embed-test"] = {
+            "pricing": {"prompt": 0.02, "completion": 0},
+            "features": ["embeddings"],
+            "deployments": [{"provider": "fake", "model": "embed-upstream"}],
         }
         models["fake/gpt-test"] = {
             "pricing": {"prompt": 0.40, "completion": 1.60, "cached_prompt": 0.10},

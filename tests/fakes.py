@@ -26,6 +26,7 @@ USAGE = {
     "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
 }
 CREATED = 1_764_000_000
+EMBED_TOKENS = 10
 
 
 @dataclass
@@ -39,6 +40,7 @@ class FakeOpenAI:
     mode: str = "ok"
     hang_seconds: float = 5.0
     requests: list[Received] = field(default_factory=list)
+    azure_calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     server: TestServer | None = None
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -54,6 +56,8 @@ class FakeOpenAI:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self.azure_chat)
         return app
 
     async def start(self) -> None:
@@ -64,6 +68,30 @@ class FakeOpenAI:
         self.release.set()
         if self.server is not None:
             await self.server.close()
+
+    async def azure_chat(self, request: web.Request) -> web.StreamResponse:
+        """Azure OpenAI's deployment URL: records the path and query, then answers as OpenAI."""
+        self.azure_calls.append((request.match_info["deployment"], dict(request.query)))
+        return await self.chat(request)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(Received(body=body, headers=dict(request.headers)))
+        error = self._error()
+        if error is not None:
+            return error
+        inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.25, -0.5, 0.75]}
+            for i, _ in enumerate(inputs)
+        ]
+        usage = {
+            "prompt_tokens": EMBED_TOKENS * len(inputs),
+            "total_tokens": EMBED_TOKENS * len(inputs),
+        }
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

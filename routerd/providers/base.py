@@ -152,6 +152,10 @@ class Adapter(Protocol):
         client_headers: Mapping[str, str] | None = None,
     ) -> UpstreamRequest: ...
 
+    def build_embeddings_request(
+        self, upstream_model: str, body: dict[str, object]
+    ) -> UpstreamRequest | None: ...
+
     def classify_error(
         self, status: int, body: bytes, headers: Mapping[str, str]
     ) -> UpstreamError: ...
@@ -164,10 +168,17 @@ class JsonAdapter:
 
     wire_format = ""
 
-    def __init__(self, url: str, headers: dict[str, str], timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeouts: Timeouts,
+        embeddings_url: str | None = None,
+    ) -> None:
         self._url = url
         self._headers = headers
         self._timeouts = timeouts
+        self._embeddings_url = embeddings_url
 
     def build_request(
         self,
@@ -180,6 +191,17 @@ class JsonAdapter:
         headers = {**client_headers, **self._headers} if client_headers else self._headers
         return UpstreamRequest(
             "POST", self._url, headers, orjson.dumps(body), stream, self._timeouts
+        )
+
+    def build_embeddings_request(
+        self, upstream_model: str, body: dict[str, object]
+    ) -> UpstreamRequest | None:
+        """The embeddings call (OpenAI wire format), or None when this upstream has none."""
+        if self._embeddings_url is None:
+            return None
+        body["model"] = upstream_model
+        return UpstreamRequest(
+            "POST", self._embeddings_url, self._headers, orjson.dumps(body), False, self._timeouts
         )
 
     def classify_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

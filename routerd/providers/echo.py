@@ -2,11 +2,16 @@
 
 It answers without any network, echoing the last user message, with deterministic usage (one
 token per whitespace-separated word, plus one per message), so a fresh checkout serves requests
-with no upstream account. It honours `stream`, `stream_options.include_usage` and `max_tokens`.
+with no upstream account. It honours `stream`, `stream_options.include_usage` and `max_tokens`,
+and answers embeddings with deterministic vectors derived from each input's sha256 (float
+lists or base64).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -17,6 +22,8 @@ import orjson
 from routerd.config.model import ProviderConfig
 from routerd.providers.base import JsonAdapter, UpstreamRequest
 
+_CHAT_URL = "echo://chat/completions"
+_EMBEDDINGS_URL = "echo://embeddings"
 _JSON_HEADERS = {"Content-Type": "application/json"}
 _SSE_HEADERS = {"Content-Type": "text/event-stream"}
 
@@ -104,6 +111,32 @@ def _completion(body: dict[str, Any], base: dict[str, Any]) -> bytes:
     )
 
 
+def _vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic vector in [-1, 1) derived from the text's sha256."""
+    seed = hashlib.sha256(text.encode()).digest()
+    while len(seed) < dimensions:
+        seed += hashlib.sha256(seed).digest()
+    return [(b - 128) / 128 for b in seed[:dimensions]]
+
+
+def _embeddings(body: dict[str, Any]) -> bytes:
+    raw = body.get("input", "")
+    inputs = [raw] if isinstance(raw, str) else [str(x) for x in raw]
+    dims = body.get("dimensions")
+    dimensions = dims if isinstance(dims, int) else 8
+    data = []
+    for i, text in enumerate(inputs):
+        vector = _vector(text, dimensions)
+        embedding: Any = vector
+        if body.get("encoding_format") == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    tokens = sum(len(text.split()) or 1 for text in inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    model = body.get("model", "echo-embed-1")
+    return orjson.dumps({"object": "list", "data": data, "model": model, "usage": usage})
+
+
 class EchoTransport:
     async def send(self, request: UpstreamRequest) -> _EchoResponse:
         try:
@@ -113,6 +146,8 @@ class EchoTransport:
                 {"error": {"message": "invalid JSON", "type": "invalid_request_error"}}
             )
             return _EchoResponse(400, _JSON_HEADERS, [error])
+        if request.url == _EMBEDDINGS_URL:
+            return _EchoResponse(200, _JSON_HEADERS, [_embeddings(body)])
         base = {
             "id": f"chatcmpl-echo-{uuid.uuid4().hex[:24]}",
             "created": int(time.time()),
@@ -130,4 +165,4 @@ class EchoAdapter(JsonAdapter):
     wire_format = "openai_chat"
 
     def __init__(self, config: ProviderConfig) -> None:
-        super().__init__("echo://", {}, config.timeouts)
+        super().__init__(_CHAT_URL, {}, config.timeouts, embeddings_url=_EMBEDDINGS_URL)

@@ -13,4 +13,10 @@ class OpenAIAdapter(JsonAdapter):
         headers = {"Content-Type": "application/json", **dict(config.headers)}
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key}"
-        super().__init__(f"{config.base_url}/chat/completions", headers, config.timeouts)
+        base = config.base_url
+        super().__init__(
+            f"{base}/chat/completions",
+            headers,
+            config.timeouts,
+            embeddings_url=f"{base}/embeddings",
+        )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from routerd.config.model import ProviderConfig, ProviderType
 from routerd.providers.anthropic import AnthropicAdapter
+from routerd.providers.azure import AzureAdapter
 from routerd.providers.base import Adapter, AiohttpTransport, Transport
 from routerd.providers.echo import EchoAdapter, EchoTransport
 from routerd.providers.openai import OpenAIAdapter
@@ -25,6 +26,7 @@ def _echo_transport(_: ProviderConfig) -> Transport:
 KINDS: dict[ProviderType, ProviderKind] = {
     "openai": ProviderKind(OpenAIAdapter, AiohttpTransport),
     "anthropic": ProviderKind(AnthropicAdapter, AiohttpTransport),
+    "azure": ProviderKind(AzureAdapter, AiohttpTransport),
     "echo": ProviderKind(EchoAdapter, _echo_transport),
 }
 

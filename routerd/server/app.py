@@ -23,6 +23,7 @@ from routerd.logs import configure_logging
 from routerd.metrics import Metrics
 from routerd.server import info
 from routerd.server.chat import chat_completions
+from routerd.server.embeddings import embeddings
 from routerd.server.gateway import Gateway
 from routerd.server.messages import messages
 from routerd.server.middleware import request_middleware
@@ -38,6 +39,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", info.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", info.get_model)
     app.router.add_get("/healthz", info.healthz)

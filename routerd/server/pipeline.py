@@ -64,6 +64,7 @@ class Prepared:
 
     body: dict[str, Any]
     headers: dict[str, str]
+    embeddings: bool = False
 
 
 async def _send(ctx: RequestContext, dep: DeploymentRoute, prepared: Prepared) -> UpstreamResponse:
@@ -71,9 +72,21 @@ async def _send(ctx: RequestContext, dep: DeploymentRoute, prepared: Prepared) -
     ctx.provider = dep.provider.config.name
     ctx.upstream_model = dep.deployment.model
     ctx.wire = dep.provider.adapter.wire_format
-    upstream = dep.provider.adapter.build_request(
-        dep.deployment.model, prepared.body, ctx.stream, prepared.headers
-    )
+    adapter = dep.provider.adapter
+    if prepared.embeddings:
+        built = adapter.build_embeddings_request(dep.deployment.model, prepared.body)
+        if built is None:
+            raise RouterdError(
+                ErrorCode.invalid_request,
+                f"provider {ctx.provider!r} of model {ctx.route.id if ctx.route else ''!r} "
+                "serves no embeddings",
+                param="model",
+            )
+        upstream = built
+    else:
+        upstream = adapter.build_request(
+            dep.deployment.model, prepared.body, ctx.stream, prepared.headers
+        )
     response = await dep.provider.transport.send(upstream)
     if response.status >= 400:
         payload = await response.read()

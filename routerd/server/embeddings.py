@@ -1,0 +1,72 @@
+"""`POST /v1/embeddings`: the OpenAI Embeddings ingress, metered on prompt tokens.
+
+Forwarded in OpenAI's wire format (only `model` rewritten, so `dimensions`, `encoding_format` and
+`user` survive) to upstreams that serve embeddings: OpenAI-compatible, Azure, echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from routerd.errors import ErrorCode, RouterdError
+from routerd.formats.codecs import WIRE
+from routerd.server.auth import admit_model, authenticate
+from routerd.server.context import RequestContext, finish
+from routerd.server.middleware import REQUEST_ID
+from routerd.server.pipeline import GATEWAY, Prepared, first_answer, read_json_body
+from routerd.server.sse_relay import CLIENT_CLOSED
+from routerd.server.translate import passthrough_json
+
+INGRESS = "embeddings"
+
+
+def check_embeddings_body(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RouterdError(ErrorCode.invalid_request, "'model' is required", param="model")
+    raw = body.get("input")
+    valid = (isinstance(raw, str) and raw != "") or (
+        isinstance(raw, list) and raw and all(isinstance(x, str | int | list) for x in raw)
+    )
+    if not valid:
+        raise RouterdError(
+            ErrorCode.invalid_request,
+            "'input' must be a non-empty string or array of strings or token arrays",
+            param="input",
+        )
+    dims = body.get("dimensions")
+    if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
+        raise RouterdError(
+            ErrorCode.invalid_request, "'dimensions' must be a positive integer", param="dimensions"
+        )
+    return model
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
+    gateway.metrics.request_started()
+    try:
+        ctx.key = authenticate(request, ctx.table)
+        body = await read_json_body(request)
+        ctx.model = check_embeddings_body(body)
+        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        response = await first_answer(
+            ctx, ctx.route, lambda dep: Prepared(dict(body), {}, embeddings=True)
+        )
+        return await passthrough_json(ctx, response, WIRE["openai_chat"])
+    except RouterdError as err:
+        ctx.fail(err)
+        raise
+    except asyncio.CancelledError:
+        ctx.status = CLIENT_CLOSED
+        raise
+    except Exception:
+        ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
+        raise
+    finally:
+        gateway.metrics.request_finished()
+        finish(gateway, ctx)
