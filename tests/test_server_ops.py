@@ -26,7 +26,7 @@ async def test_healthz_readyz(routerd: Routerd, http: aiohttp.ClientSession) -> 
 async def test_list_models_full(client: openai.AsyncOpenAI) -> None:
     page = await client.models.list()
     ids = {m.id for m in page.data}
-    assert ids == {"fake/gpt-test", "echo/echo-1"}
+    assert ids == {"fake/gpt-test", "fake/embed-test", "echo/echo-1", "echo/echo-embed-1"}
     fake = next(m for m in page.data if m.id == "fake/gpt-test")
     extra = fake.model_dump()
     assert extra["context_length"] == 128000
@@ -36,7 +36,7 @@ async def test_list_models_full(client: openai.AsyncOpenAI) -> None:
 
 async def test_list_models_restricted(echo_client: openai.AsyncOpenAI) -> None:
     page = await echo_client.models.list()
-    assert [m.id for m in page.data] == ["echo/echo-1"]
+    assert [m.id for m in page.data] == ["echo/echo-1", "echo/echo-embed-1"]
 
 
 async def test_list_models_needs_key(routerd: Routerd, http: aiohttp.ClientSession) -> None:

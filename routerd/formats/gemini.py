@@ -392,7 +392,13 @@ def decode_call(
     extras = {SIGNATURE: signature} if isinstance(signature, str) else {}
     if names is not None and names.kind(name) == "custom":
         text = args.get("input", "") if isinstance(args, Mapping) else args
-        return ToolCallPart(id=raw.get("id") or call_id, name=name, arguments=str(text), kind="custom")
+        return ToolCallPart(
+            id=raw.get("id") or call_id,
+            name=name,
+            arguments=str(text),
+            kind="custom",
+            extras=extras,
+        )
     arguments = orjson.dumps(args).decode()
     return ToolCallPart(id=raw.get("id") or call_id, name=name, arguments=arguments, extras=extras)
 
@@ -445,7 +451,9 @@ def decode_response(body: Mapping[str, Any], names: ToolNameMap | None = None) -
             )
         raise TranslationError("candidates", "the Gemini response has no candidates")
     candidate = candidates[0]
-    content = decode_parts((candidate.get("content") or {}).get("parts"), call_id_prefix(body), names)
+    content = decode_parts(
+        (candidate.get("content") or {}).get("parts"), call_id_prefix(body), names
+    )
     finish = candidate.get("finishReason")
     has_calls = any(isinstance(p, ToolCallPart) for p in content)
     return CanonicalResponse(
