@@ -306,3 +306,14 @@ async def test_anthropic_upstream_errors_in_each_envelope(
     assert body["error"]["code"] == code
     lines = await gw.wait_journal(2)
     assert [(line["status"], line["error_code"]) for line in lines] == [(status, code)] * 2
+
+
+async def test_messages_passthrough_clamps_max_tokens_to_catalog(
+    claude: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    # Claude Code asks for 128000; the catalog caps this model at 8192
+    async with claude.messages.stream(
+        model="anth/claude-test", max_tokens=128000, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        await stream.get_final_message()
+    assert fake_anthropic.requests[-1]["body"]["max_tokens"] == 8192

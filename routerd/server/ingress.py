@@ -63,6 +63,20 @@ def _clamp(req: CanonicalRequest, route: ModelRoute) -> CanonicalRequest:
     return dataclasses.replace(req, sampling=dataclasses.replace(req.sampling, max_tokens=cap))
 
 
+_MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def _clamp_raw(body: dict[str, Any], route: ModelRoute) -> dict[str, Any]:
+    """Passthrough: cap the output-token fields at the catalog's `max_output_tokens`."""
+    cap = route.config.max_output_tokens
+    if cap is not None:
+        for name in _MAX_TOKEN_FIELDS:
+            value = body.get(name)
+            if isinstance(value, int) and value > cap:
+                body[name] = cap
+    return body
+
+
 class _Request:
     """One client request as each candidate deployment needs it: raw or translated."""
 
@@ -90,7 +104,7 @@ class _Request:
     def prepare(self, dep: DeploymentRoute, headers: dict[str, str]) -> Prepared:
         wire = dep.provider.adapter.wire_format
         if wire == self.spec.codec.name:
-            body = dict(self.body)
+            body = _clamp_raw(dict(self.body), self.route)
             if body.get("stream") and wire == "openai_chat":
                 body["stream_options"] = {
                     **(body.get("stream_options") or {}),
