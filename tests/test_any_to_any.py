@@ -40,6 +40,14 @@ TOOLS = [
         },
     }
 ]
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": False,
+}
+
 # fake Anthropic usage: 1200 plain input + 200 cache read + 100 cache write, 50 output,
 # at 3 / 15 / 0.30 / 3.75 USD per 1M tokens
 ANTHROPIC_COST = 1200 * 3_000_000 + 200 * 300_000 + 100 * 3_750_000 + 50 * 15_000_000
@@ -317,3 +325,36 @@ async def test_messages_passthrough_clamps_max_tokens_to_catalog(
     ) as stream:
         await stream.get_final_message()
     assert fake_anthropic.requests[-1]["body"]["max_tokens"] == 8192
+
+
+async def test_responses_function_call_round_trip_through_anthropic(
+    gw: Routerd, oai: openai.AsyncOpenAI, fake_anthropic: FakeAnthropic
+) -> None:
+    fake = fake_anthropic
+    first = await oai.responses.create(
+        model="anth/claude-test", input="please use the tool", tools=[WEATHER_TOOL]
+    )
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == fakes_anthropic.TOOL_INPUT
+    second = await oai.responses.create(
+        model="anth/claude-test",
+        tools=[WEATHER_TOOL],
+        input=[
+            {"role": "user", "content": "please use the tool"},
+            {
+                "type": "function_call",
+                "call_id": calls[0].call_id,
+                "name": "get_weather",
+                "arguments": calls[0].arguments,
+            },
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "sunny"},
+        ],
+    )
+    assert second.output_text == fakes_anthropic.REPLY_TEXT
+    sent = fake.requests[-1]["body"]["messages"]
+    assert sent[1]["content"][0]["type"] == "tool_use"
+    assert sent[2]["content"][0]["tool_use_id"] == calls[0].call_id
+    lines = await gw.wait_journal(2)
+    assert all(line["cost_pico_usd"] == ANTHROPIC_COST for line in lines)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from routerd.formats import anthropic_messages, openai_chat
+from routerd.formats import anthropic_messages, openai_chat, openai_responses
 from routerd.formats.anthropic_stream import MessagesEventDecoder, MessagesEventEncoder
 from routerd.formats.canonical import (
     CanonicalRequest,
@@ -25,6 +25,7 @@ from routerd.formats.canonical import (
     Usage,
 )
 from routerd.formats.openai_chat_stream import ChatChunkDecoder, ChatChunkEncoder
+from routerd.formats.openai_responses_stream import ResponsesEventEncoder
 from routerd.formats.sse import encode_frame
 
 
@@ -118,6 +119,17 @@ class _AnthropicStreamDecoder:
         return [StreamError(type="api_error", message="the upstream stream ended early")]
 
 
+class _ResponsesStreamEncoder:
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._encoder = ResponsesEventEncoder(model)
+
+    def frames(self, event: StreamEvent) -> bytes:
+        return b"".join(encode_frame(data, name) for name, data in self._encoder.encode(event))
+
+    def end(self) -> bytes:
+        return b"".join(encode_frame(data, name) for name, data in self._encoder.end())
+
+
 def _anthropic_usage(raw: Mapping[str, Any] | None) -> Usage:
     return anthropic_messages.decode_usage(raw)
 
@@ -151,6 +163,12 @@ INGRESS: dict[str, IngressCodec] = {
         anthropic_messages.decode_request,
         anthropic_messages.encode_response,
         _MessagesStreamEncoder,
+    ),
+    "responses": IngressCodec(
+        "openai_responses",
+        openai_responses.decode_request,
+        openai_responses.encode_response,
+        _ResponsesStreamEncoder,
     ),
 }
 

@@ -159,7 +159,8 @@ def _decode_item(item: Mapping[str, Any], turns: _Turns) -> None:
         call_id = item.get("call_id") or ""
         turns.add("tool", [ToolResultPart(tool_call_id=call_id, content=content, kind=tool_kind)])
     elif kind == "reasoning":
-        turns.add("assistant", [_reasoning_part(item)])
+        thinking = _reasoning_part(item)
+        turns.add("assistant", [thinking] if thinking.text or thinking.data else [])
     elif kind == "additional_tools":
         turns.tools.extend(item.get("tools") or ())
     elif kind == "item_reference":

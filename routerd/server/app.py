@@ -28,6 +28,7 @@ from routerd.server.gateway import Gateway
 from routerd.server.messages import messages
 from routerd.server.middleware import request_middleware
 from routerd.server.pipeline import GATEWAY
+from routerd.server.responses import responses
 
 log = structlog.get_logger("routerd")
 
@@ -40,6 +41,8 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/responses", responses)
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", info.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", info.get_model)

@@ -173,6 +173,7 @@ async def relay_stream(
     translator: StreamTranslator | UsageScanner | ChatUsageFilter,
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+    delivered = False
     try:
         await response.prepare(request)
         try:
@@ -184,12 +185,15 @@ async def relay_stream(
             tail = translator.finish()
             if tail:
                 await response.write(tail)
+            delivered = True
         except RouterdError as err:
             ctx.fail(err)
             await response.write(error_frame(ingress, err, ctx.request_id))
         await response.write_eof()
     except ConnectionError:
-        ctx.status = CLIENT_CLOSED
+        # a client that hangs up right after the final event (Codex does) got a whole answer
+        if not delivered:
+            ctx.status = CLIENT_CLOSED
     finally:
         upstream.release()
     return response
