@@ -26,7 +26,7 @@ from tests.fakes import FakeOpenAI
 from tests.fakes_anthropic import FakeAnthropic
 
 ANTHROPIC_SECRET = "sk-ant-upstream-secret"
-TOOLS = [
+TOOLS: Any = [
     {
         "type": "function",
         "function": {

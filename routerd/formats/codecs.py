@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from routerd.formats import anthropic_messages, openai_chat, openai_responses
+from routerd.formats import anthropic_messages, gemini, openai_chat, openai_responses
 from routerd.formats.anthropic_stream import MessagesEventDecoder, MessagesEventEncoder
 from routerd.formats.canonical import (
     CanonicalRequest,
@@ -24,6 +24,7 @@ from routerd.formats.canonical import (
     ToolNameMap,
     Usage,
 )
+from routerd.formats.gemini_stream import GeminiStreamDecoder
 from routerd.formats.openai_chat_stream import ChatChunkDecoder, ChatChunkEncoder
 from routerd.formats.openai_responses_stream import ResponsesEventEncoder
 from routerd.formats.sse import encode_frame
@@ -148,6 +149,13 @@ WIRE: dict[str, WireCodec] = {
         anthropic_messages.decode_response,
         _AnthropicStreamDecoder,
         _anthropic_usage,
+    ),
+    "gemini": WireCodec(
+        "gemini",
+        gemini.encode_request,
+        gemini.decode_response,
+        GeminiStreamDecoder,
+        gemini.decode_usage,
     ),
 }
 

@@ -10,6 +10,7 @@ from routerd.providers.anthropic import AnthropicAdapter
 from routerd.providers.azure import AzureAdapter
 from routerd.providers.base import Adapter, AiohttpTransport, Transport
 from routerd.providers.echo import EchoAdapter, EchoTransport
+from routerd.providers.gemini import GeminiAdapter
 from routerd.providers.openai import OpenAIAdapter
 
 
@@ -27,6 +28,7 @@ KINDS: dict[ProviderType, ProviderKind] = {
     "openai": ProviderKind(OpenAIAdapter, AiohttpTransport),
     "anthropic": ProviderKind(AnthropicAdapter, AiohttpTransport),
     "azure": ProviderKind(AzureAdapter, AiohttpTransport),
+    "gemini": ProviderKind(GeminiAdapter, AiohttpTransport),
     "echo": ProviderKind(EchoAdapter, _echo_transport),
 }
 
