@@ -28,6 +28,7 @@ TOOL_USE_ID = "toolu_01FakeAnthropic012345678"
 TOOL_INPUT: dict[str, Any] = {"city": "Paris"}
 TOOL_TRIGGER = "use the tool"
 REQUEST_ID = "req_01FakeAnthropic0123456789"
+COUNT_TOKENS = 4242
 
 _ERRORS: dict[str, tuple[int, str, str]] = {
     "401": (401, "authentication_error", "invalid x-api-key"),
@@ -186,6 +187,7 @@ class FakeAnthropic:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         return app
 
     async def start(self) -> str:
@@ -197,6 +199,14 @@ class FakeAnthropic:
         if self.server is not None:
             await self.server.close()
             self.server = None
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body = await request.json()
+        self.requests.append({"body": body, "headers": headers, "path": request.path})
+        if self.api_key not in (headers.get("x-api-key"), _bearer(headers)):
+            return error_response(401, "authentication_error", "invalid x-api-key")
+        return web.json_response({"input_tokens": COUNT_TOKENS})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}

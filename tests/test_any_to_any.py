@@ -358,3 +358,25 @@ async def test_responses_function_call_round_trip_through_anthropic(
     assert sent[2]["content"][0]["tool_use_id"] == calls[0].call_id
     lines = await gw.wait_journal(2)
     assert all(line["cost_pico_usd"] == ANTHROPIC_COST for line in lines)
+
+
+async def test_count_tokens_from_anthropic_upstream(
+    gw: Routerd, claude: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    count = await claude.messages.count_tokens(
+        model="anth/claude-test", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert count.input_tokens == fakes_anthropic.COUNT_TOKENS
+    sent = fake_anthropic.requests[-1]
+    assert sent["path"] == "/v1/messages/count_tokens"
+    assert sent["body"]["model"] == "claude-upstream"
+    (line,) = await gw.wait_journal(1)
+    assert (line["ingress"], line["status"], line["cost_pico_usd"]) == ("count_tokens", 200, 0)
+
+
+async def test_count_tokens_estimate_for_other_upstreams(claude: anthropic.AsyncAnthropic) -> None:
+    text = "x" * 400  # 400 UTF-8 bytes -> 100 tokens, plus 4 framing tokens for one message
+    count = await claude.messages.count_tokens(
+        model="fake/gpt-test", messages=[{"role": "user", "content": text}]
+    )
+    assert count.input_tokens == 104

@@ -19,4 +19,10 @@ class AnthropicAdapter(JsonAdapter):
         }
         if config.api_key:
             headers["x-api-key"] = config.api_key
-        super().__init__(f"{config.base_url}/messages", headers, config.timeouts)
+        base = config.base_url
+        super().__init__(
+            f"{base}/messages",
+            headers,
+            config.timeouts,
+            count_tokens_url=f"{base}/messages/count_tokens",
+        )

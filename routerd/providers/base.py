@@ -156,6 +156,13 @@ class Adapter(Protocol):
         self, upstream_model: str, body: dict[str, object]
     ) -> UpstreamRequest | None: ...
 
+    def build_count_tokens_request(
+        self,
+        upstream_model: str,
+        body: dict[str, object],
+        client_headers: Mapping[str, str] | None = None,
+    ) -> UpstreamRequest | None: ...
+
     def classify_error(
         self, status: int, body: bytes, headers: Mapping[str, str]
     ) -> UpstreamError: ...
@@ -174,11 +181,13 @@ class JsonAdapter:
         headers: dict[str, str],
         timeouts: Timeouts,
         embeddings_url: str | None = None,
+        count_tokens_url: str | None = None,
     ) -> None:
         self._url = url
         self._headers = headers
         self._timeouts = timeouts
         self._embeddings_url = embeddings_url
+        self._count_tokens_url = count_tokens_url
 
     def build_request(
         self,
@@ -202,6 +211,22 @@ class JsonAdapter:
         body["model"] = upstream_model
         return UpstreamRequest(
             "POST", self._embeddings_url, self._headers, orjson.dumps(body), False, self._timeouts
+        )
+
+    def build_count_tokens_request(
+        self,
+        upstream_model: str,
+        body: dict[str, object],
+        client_headers: Mapping[str, str] | None = None,
+    ) -> UpstreamRequest | None:
+        """The upstream's own token count, or None when it has no such endpoint."""
+        if self._count_tokens_url is None:
+            return None
+        body["model"] = upstream_model
+        headers = {**client_headers, **self._headers} if client_headers else self._headers
+        payload = orjson.dumps(body)
+        return UpstreamRequest(
+            "POST", self._count_tokens_url, headers, payload, False, self._timeouts
         )
 
     def classify_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

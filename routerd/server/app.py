@@ -23,6 +23,7 @@ from routerd.logs import configure_logging
 from routerd.metrics import Metrics
 from routerd.server import info
 from routerd.server.chat import chat_completions
+from routerd.server.count_tokens import count_tokens
 from routerd.server.embeddings import embeddings
 from routerd.server.gateway import Gateway
 from routerd.server.messages import messages
@@ -40,6 +41,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/responses", responses)
     app.router.add_post("/responses", responses)

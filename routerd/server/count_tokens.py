@@ -1,0 +1,89 @@
+"""`POST /v1/messages/count_tokens`: Anthropic's token count endpoint.
+
+For a model whose first deployment is an Anthropic upstream, the upstream's own count (the body
+is forwarded with only `model` rewritten). Otherwise routerd's documented upper-bound estimate
+(`routerd/formats/estimate.py`). Counting costs nothing; it is journaled with ingress
+`count_tokens` and zero tokens, so every finished request still has its line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from routerd.errors import ErrorCode, RouterdError
+from routerd.formats import anthropic_messages
+from routerd.formats.canonical import TranslationError
+from routerd.formats.estimate import estimate_input_tokens
+from routerd.providers.base import UpstreamResponse
+from routerd.server.auth import admit_model, authenticate
+from routerd.server.context import RequestContext, finish
+from routerd.server.middleware import REQUEST_ID
+from routerd.server.pipeline import GATEWAY, read_json_body, response_headers
+from routerd.server.sse_relay import CLIENT_CLOSED
+from routerd.table import DeploymentRoute
+
+INGRESS = "count_tokens"
+
+
+def _check(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RouterdError(ErrorCode.invalid_request, "model: Field required", param="model")
+    if not isinstance(body.get("messages"), list):
+        raise RouterdError(ErrorCode.invalid_request, "messages: Field required", param="messages")
+    return model
+
+
+def _estimate(body: dict[str, Any]) -> int:
+    try:
+        req = anthropic_messages.decode_request({"max_tokens": 1, **body})
+    except TranslationError as exc:
+        raise RouterdError(ErrorCode.invalid_request, str(exc), param=exc.field) from None
+    return estimate_input_tokens(req)
+
+
+async def _upstream_count(
+    request: web.Request, ctx: RequestContext, dep: DeploymentRoute, body: dict[str, Any]
+) -> bytes | None:
+    forwarded = {"anthropic-beta": v} if (v := request.headers.get("anthropic-beta")) else None
+    built = dep.provider.adapter.build_count_tokens_request(
+        dep.deployment.model, dict(body), forwarded
+    )
+    if built is None:
+        return None
+    ctx.attempts += 1
+    ctx.provider, ctx.upstream_model = dep.provider.config.name, dep.deployment.model
+    response: UpstreamResponse = await dep.provider.transport.send(built)
+    payload = await response.read()
+    response.release()
+    if response.status >= 400:
+        raise dep.provider.adapter.classify_error(response.status, payload, response.headers)
+    return payload
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
+    try:
+        ctx.key = authenticate(request, ctx.table)
+        body = await read_json_body(request)
+        ctx.model = _check(body)
+        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        payload = await _upstream_count(request, ctx, ctx.route.deployments[0], body)
+        if payload is None:
+            payload = orjson.dumps({"input_tokens": _estimate(body)})
+        return web.Response(
+            body=payload, content_type="application/json", headers=response_headers(ctx)
+        )
+    except RouterdError as err:
+        ctx.fail(err)
+        raise
+    except asyncio.CancelledError:
+        ctx.status = CLIENT_CLOSED
+        raise
+    finally:
+        finish(gateway, ctx)
