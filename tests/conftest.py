@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 import yaml
@@ -21,6 +22,8 @@ from routerd.metrics import Metrics
 from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.fakes import FakeOpenAI
+from tests.fakes_anthropic import FakeAnthropic
+from tests.fakes_gemini import FakeGemini
 
 FULL_KEY = "sk-rd-test-full-0123456789abcdef"
 ECHO_KEY = "sk-rd-test-echo-0123456789abcdef"
@@ -185,6 +188,89 @@ async def routerd(tmp_path: Path, fake_upstream: FakeOpenAI) -> AsyncIterator[Ro
         yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)
     finally:
         await server.close()
+
+
+ANTHROPIC_SECRET = "sk-ant-upstream-secret"
+GEMINI_SECRET = "gemini-upstream-secret"
+
+
+def add_upstreams(config_path: Path, anthropic_url: str, gemini_url: str) -> None:
+    """Add the fake Anthropic (`anth/claude-test`) and Gemini (`gem/gemini-test`) upstreams,
+    and a body limit large enough for agent-sized requests."""
+    daemon = yaml.safe_load(config_path.read_text())
+    daemon["max_body_bytes"] = 1_048_576
+    config_path.write_text(yaml.safe_dump(daemon, sort_keys=False))
+    path = config_path.parent / "providers.yaml"
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    doc["providers"]["anth"] = {
+        "type": "anthropic",
+        "base_url": anthropic_url,
+        "api_key": ANTHROPIC_SECRET,
+        "api_version": "2023-06-01",
+    }
+    doc["providers"]["gem"] = {"type": "gemini", "base_url": gemini_url, "api_key": GEMINI_SECRET}
+    doc["models"]["anth/claude-test"] = {
+        "pricing": {"prompt": 3, "completion": 15, "cached_prompt": 0.3, "cache_write": 3.75},
+        "max_output_tokens": 8192,
+        "deployments": [{"provider": "anth", "model": "claude-upstream"}],
+    }
+    doc["models"]["gem/gemini-test"] = {
+        "pricing": {"prompt": 0.30, "completion": 2.50, "cached_prompt": 0.03},
+        "max_output_tokens": 8192,
+        "deployments": [{"provider": "gem", "model": "gemini-upstream"}],
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+@pytest.fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic(api_key=ANTHROPIC_SECRET)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def fake_gemini() -> AsyncIterator[FakeGemini]:
+    fake = FakeGemini(api_key=GEMINI_SECRET)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
+
+
+@pytest.fixture
+async def gw(
+    tmp_path: Path,
+    fake_upstream: FakeOpenAI,
+    fake_anthropic: FakeAnthropic,
+    fake_gemini: FakeGemini,
+) -> AsyncIterator[Routerd]:
+    """routerd in front of all three fake upstream types (OpenAI, Anthropic, Gemini)."""
+    config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
+    add_upstreams(config_path, fake_anthropic.base_url, fake_gemini.base_url)
+    gateway = Gateway.load(config_path, Metrics())
+    server = TestServer(build_app(gateway), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def oai(gw: Routerd) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=FULL_KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def claude(gw: Routerd) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(base_url=gw.url, api_key=FULL_KEY, max_retries=0) as sdk:
+        yield sdk
 
 
 @pytest.fixture

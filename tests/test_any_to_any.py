@@ -7,25 +7,16 @@ plus the journal line with usage and exact cost.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-import yaml
-from aiohttp.test_utils import TestServer
 
-from routerd.metrics import Metrics
-from routerd.server.app import build_app
-from routerd.server.gateway import Gateway
 from tests import fakes, fakes_anthropic
-from tests.conftest import FULL_KEY, Routerd, write_config
-from tests.fakes import FakeOpenAI
+from tests.conftest import ANTHROPIC_SECRET, Routerd
 from tests.fakes_anthropic import FakeAnthropic
 
-ANTHROPIC_SECRET = "sk-ant-upstream-secret"
 TOOLS: Any = [
     {
         "type": "function",
@@ -53,66 +44,6 @@ WEATHER_TOOL: Any = {
 ANTHROPIC_COST = 1200 * 3_000_000 + 200 * 300_000 + 100 * 3_750_000 + 50 * 15_000_000
 # fake OpenAI usage: 1200 prompt incl. 200 cached, 50 completion, at 0.40 / 1.60 / 0.10
 OPENAI_COST = 1000 * 400_000 + 200 * 100_000 + 50 * 1_600_000
-
-
-def _add_anthropic(config_path: Path, base_url: str) -> None:
-    path = config_path.parent / "providers.yaml"
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
-    doc["providers"]["anth"] = {
-        "type": "anthropic",
-        "base_url": base_url,
-        "api_key": ANTHROPIC_SECRET,
-        "api_version": "2023-06-01",
-    }
-    doc["models"]["anth/claude-test"] = {
-        "pricing": {"prompt": 3, "completion": 15, "cached_prompt": 0.3, "cache_write": 3.75},
-        "max_output_tokens": 8192,
-        "deployments": [{"provider": "anth", "model": "claude-upstream"}],
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
-@pytest.fixture
-async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic(api_key=ANTHROPIC_SECRET)
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def gw(
-    tmp_path: Path, fake_upstream: FakeOpenAI, fake_anthropic: FakeAnthropic
-) -> AsyncIterator[Routerd]:
-    config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
-    _add_anthropic(config_path, fake_anthropic.base_url)
-    gateway = Gateway.load(config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def claude(gw: Routerd) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=gw.url, api_key=FULL_KEY, max_retries=0)
-    try:
-        yield sdk
-    finally:
-        await sdk.close()
-
-
-@pytest.fixture
-async def oai(gw: Routerd) -> AsyncIterator[openai.AsyncOpenAI]:
-    sdk = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=FULL_KEY, max_retries=0)
-    try:
-        yield sdk
-    finally:
-        await sdk.close()
 
 
 async def test_messages_ingress_to_openai_upstream(

@@ -4,83 +4,18 @@ SDKs against a fake Gemini API (generateContent / streamGenerateContent?alt=sse)
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import anthropic
 import openai
 import pytest
-import yaml
-from aiohttp.test_utils import TestServer
 
-from routerd.metrics import Metrics
-from routerd.server.app import build_app
-from routerd.server.gateway import Gateway
 from tests import fakes_gemini
-from tests.conftest import FULL_KEY, Routerd, write_config
-from tests.fakes import FakeOpenAI
+from tests.conftest import GEMINI_SECRET, Routerd
 from tests.fakes_gemini import FakeGemini
 from tests.test_any_to_any import TOOLS
 
-GEMINI_SECRET = "gemini-upstream-secret"
 # fake usage: 1200 prompt incl. 300 cached, 40 candidates + 10 thoughts; 0.30 / 2.50 / 0.03
 GEMINI_COST = 900 * 300_000 + 300 * 30_000 + 50 * 2_500_000
-
-
-@pytest.fixture
-async def fake_gemini() -> AsyncIterator[FakeGemini]:
-    fake = FakeGemini(api_key=GEMINI_SECRET)
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.close()
-
-
-@pytest.fixture
-async def gw(
-    tmp_path: Path, fake_upstream: FakeOpenAI, fake_gemini: FakeGemini
-) -> AsyncIterator[Routerd]:
-    config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
-    path = config_path.parent / "providers.yaml"
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
-    doc["providers"]["gem"] = {
-        "type": "gemini",
-        "base_url": fake_gemini.base_url,
-        "api_key": GEMINI_SECRET,
-    }
-    doc["models"]["gem/gemini-test"] = {
-        "pricing": {"prompt": 0.30, "completion": 2.50, "cached_prompt": 0.03},
-        "max_output_tokens": 8192,
-        "deployments": [{"provider": "gem", "model": "gemini-upstream"}],
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    gateway = Gateway.load(config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def oai(gw: Routerd) -> AsyncIterator[openai.AsyncOpenAI]:
-    sdk = openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=FULL_KEY, max_retries=0)
-    try:
-        yield sdk
-    finally:
-        await sdk.close()
-
-
-@pytest.fixture
-async def claude(gw: Routerd) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    sdk = anthropic.AsyncAnthropic(base_url=gw.url, api_key=FULL_KEY, max_retries=0)
-    try:
-        yield sdk
-    finally:
-        await sdk.close()
 
 
 async def test_chat_to_gemini(

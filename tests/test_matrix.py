@@ -7,21 +7,14 @@ the image in its own wire format, and the journal line's usage and exact cost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-import yaml
-from aiohttp.test_utils import TestServer
 
-from routerd.metrics import Metrics
-from routerd.server.app import build_app
-from routerd.server.gateway import Gateway
 from tests import fakes, fakes_anthropic, fakes_gemini
-from tests.conftest import FULL_KEY, Routerd, write_config
+from tests.conftest import FULL_KEY, Routerd
 from tests.fakes import FakeOpenAI
 from tests.fakes_anthropic import FakeAnthropic
 from tests.fakes_gemini import FakeGemini
@@ -38,59 +31,13 @@ UPSTREAMS = {
 }
 
 
-class Upstreams:
-    def __init__(self, openai_: FakeOpenAI, anthropic_: FakeAnthropic, gemini_: FakeGemini) -> None:
-        self.fakes = {"openai": openai_, "anthropic": anthropic_, "gemini": gemini_}
-
-    def last_body(self, name: str) -> dict[str, Any]:
-        fake = self.fakes[name]
-        if isinstance(fake, FakeOpenAI):
-            return fake.last.body
-        return fake.requests[-1]["body"]  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def matrix(
-    tmp_path: Path, fake_upstream: FakeOpenAI
-) -> AsyncIterator[tuple[Routerd, Upstreams]]:
-    anth = FakeAnthropic(api_key="anth-secret")
-    gem = FakeGemini(api_key="gem-secret")
-    await anth.start()
-    await gem.start()
-    config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
-    daemon = yaml.safe_load(config_path.read_text())
-    daemon["max_body_bytes"] = 1_048_576
-    config_path.write_text(yaml.safe_dump(daemon))
-    path = config_path.parent / "providers.yaml"
-    doc: dict[str, Any] = yaml.safe_load(path.read_text())
-    doc["providers"]["anth"] = {
-        "type": "anthropic",
-        "base_url": anth.base_url,
-        "api_key": "anth-secret",
-    }
-    doc["providers"]["gem"] = {"type": "gemini", "base_url": gem.base_url, "api_key": "gem-secret"}
-    doc["models"]["anth/claude-test"] = {
-        "pricing": {"prompt": 3, "completion": 15, "cached_prompt": 0.3, "cache_write": 3.75},
-        "max_output_tokens": 8192,
-        "deployments": [{"provider": "anth", "model": "claude-upstream"}],
-    }
-    doc["models"]["gem/gemini-test"] = {
-        "pricing": {"prompt": 0.30, "completion": 2.50, "cached_prompt": 0.03},
-        "deployments": [{"provider": "gem", "model": "gemini-upstream"}],
-    }
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    gateway = Gateway.load(config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield (
-            Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream),
-            Upstreams(fake_upstream, anth, gem),
-        )
-    finally:
-        await server.close()
-        await anth.close()
-        await gem.close()
+def _last_body(
+    upstream: str, fake_openai: FakeOpenAI, anth: FakeAnthropic, gem: FakeGemini
+) -> dict[str, Any]:
+    if upstream == "openai":
+        return fake_openai.last.body
+    fake = anth if upstream == "anthropic" else gem
+    return fake.requests[-1]["body"]  # type: ignore[no-any-return]
 
 
 def _chat_messages(image: bool) -> list[Any]:
@@ -172,13 +119,19 @@ CLIENTS = {"chat_completions": _chat, "messages": _messages, "responses": _respo
 @pytest.mark.parametrize("upstream", list(UPSTREAMS))
 @pytest.mark.parametrize("ingress", list(CLIENTS))
 async def test_cell(
-    matrix: tuple[Routerd, Upstreams], ingress: str, upstream: str, stream: bool, image: bool
+    gw: Routerd,
+    fake_anthropic: FakeAnthropic,
+    fake_gemini: FakeGemini,
+    ingress: str,
+    upstream: str,
+    stream: bool,
+    image: bool,
 ) -> None:
-    gw, ups = matrix
     model, reply, cost = UPSTREAMS[upstream]
     text = await CLIENTS[ingress](gw.url, model, stream, image)
     assert text == reply
-    assert _has_image(upstream, ups.last_body(upstream)) is image
+    body = _last_body(upstream, gw.fake, fake_anthropic, fake_gemini)
+    assert _has_image(upstream, body) is image
     (line,) = await gw.wait_journal(1)
     assert (line["ingress"], line["resolved_model"], line["stream"]) == (ingress, model, stream)
     assert (line["status"], line["error_code"]) == (200, None)
