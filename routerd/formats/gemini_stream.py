@@ -14,7 +14,6 @@ from typing import Any
 from routerd.formats.canonical import (
     BlockKind,
     BlockStart,
-    BlockStop,
     MessageDelta,
     MessageStart,
     MessageStop,
@@ -35,18 +34,18 @@ from routerd.formats.gemini import (
     decode_usage,
     stop_reason,
 )
+from routerd.formats.stream_blocks import BlockTracker
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(BlockTracker):
     """Upstream `GenerateContentResponse` chunks -> canonical stream events."""
 
     def __init__(self, names: ToolNameMap | None = None) -> None:
+        super().__init__()
         self._names = names
         self._started = False
         self._done = False
         self._prefix = ""
-        self._open: tuple[BlockKind, int] | None = None  # (kind, canonical index)
-        self._next = 0
         self._calls = 0
         self._usage: Usage | None = None
 
@@ -139,16 +138,3 @@ class GeminiStreamDecoder:
         origin = ORIGIN if kind == "thinking" else None
         out.append(BlockStart(index=index, kind=kind, origin=origin))
         return out
-
-    def _open_block(self, kind: BlockKind) -> int:
-        index = self._next
-        self._next += 1
-        self._open = (kind, index)
-        return index
-
-    def _close(self) -> list[StreamEvent]:
-        if self._open is None:
-            return []
-        index = self._open[1]
-        self._open = None
-        return [BlockStop(index=index)]

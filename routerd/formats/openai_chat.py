@@ -162,22 +162,25 @@ def _decode_tool_choice(raw: Any) -> ToolChoice | None:
     return None  # allowed_tools: carried in `contract`
 
 
-def _decode_response_format(raw: Any) -> ResponseFormat | None:
-    if not raw:
-        return None
-    kind = raw.get("type")
+def decode_format(kind: Any, schema: Mapping[str, Any], field: str) -> ResponseFormat:
+    """An OpenAI output format (`text` | `json_object` | `json_schema` with its fields)."""
     if kind == "json_schema":
-        js = raw.get("json_schema") or {}
         return ResponseFormat(
             kind="json_schema",
-            name=js.get("name"),
-            schema=js.get("schema"),
-            strict=js.get("strict"),
-            description=js.get("description"),
+            name=schema.get("name"),
+            schema=schema.get("schema"),
+            strict=schema.get("strict"),
+            description=schema.get("description"),
         )
     if kind in ("text", "json_object"):
         return ResponseFormat(kind=kind)
-    raise TranslationError("response_format", f"unknown type {kind!r}")
+    raise TranslationError(field, f"unknown type {kind!r}")
+
+
+def _decode_response_format(raw: Any) -> ResponseFormat | None:
+    if not raw:
+        return None
+    return decode_format(raw.get("type"), raw.get("json_schema") or {}, "response_format")
 
 
 def _decode_contract(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from typing import Any
 from routerd.formats.canonical import (
     BlockKind,
     BlockStart,
-    BlockStop,
     MessageDelta,
     MessageStart,
     MessageStop,
@@ -33,18 +32,18 @@ from routerd.formats.canonical import (
 )
 from routerd.formats.openai_chat import FINISH_TO_STOP, STOP_TO_FINISH, decode_usage, encode_usage
 from routerd.formats.openai_chat_parts import REASONING_FIELD_OUT, REASONING_FIELDS
+from routerd.formats.stream_blocks import BlockTracker
 
 
-class ChatChunkDecoder:
+class ChatChunkDecoder(BlockTracker):
     """Upstream `chat.completion.chunk` dicts -> canonical stream events (first choice only)."""
 
     def __init__(self, names: ToolNameMap | None = None) -> None:
+        super().__init__()
         self._names = names
         self._started = False
         self._done = False
-        self._open: tuple[BlockKind, int] | None = None  # (kind, canonical index)
         self._tools: dict[int, int] = {}  # upstream tool_call index -> canonical block index
-        self._next = 0
         self._finish: str | None = None
         self._usage: Usage | None = None
 
@@ -142,19 +141,6 @@ class ChatChunkDecoder:
         index = self._open_block(kind)
         out.append(BlockStart(index=index, kind=kind))
         return out
-
-    def _open_block(self, kind: BlockKind) -> int:
-        index = self._next
-        self._next += 1
-        self._open = (kind, index)
-        return index
-
-    def _close(self) -> list[StreamEvent]:
-        if self._open is None:
-            return []
-        index = self._open[1]
-        self._open = None
-        return [BlockStop(index=index)]
 
 
 class ChatChunkEncoder:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from routerd.formats import openai_chat
 from routerd.formats.canonical import (
     EMPTY,
     CanonicalRequest,
@@ -300,18 +301,7 @@ def _decode_tool_choice(raw: Any) -> ToolChoice | None:
 def _decode_text_format(raw: Any) -> ResponseFormat | None:
     if not raw:
         return None
-    kind = raw.get("type")
-    if kind == "json_schema":
-        return ResponseFormat(
-            kind="json_schema",
-            name=raw.get("name"),
-            schema=raw.get("schema"),
-            strict=raw.get("strict"),
-            description=raw.get("description"),
-        )
-    if kind in ("text", "json_object"):
-        return ResponseFormat(kind=kind)
-    raise TranslationError("text.format", f"unknown type {kind!r}")
+    return openai_chat.decode_format(raw.get("type"), raw, "text.format")
 
 
 def _decode_contract(body: Mapping[str, Any]) -> dict[str, Any]:
