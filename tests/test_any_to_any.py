@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -311,3 +312,54 @@ async def test_count_tokens_estimate_for_other_upstreams(claude: anthropic.Async
         model="fake/gpt-test", messages=[{"role": "user", "content": text}]
     )
     assert count.input_tokens == 104
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "error_type", "code"),
+    [
+        ("401", 502, "api_error", "provider_auth"),
+        ("429", 429, "rate_limit_error", "provider_rate_limit"),
+        ("500", 502, "api_error", "provider_unavailable"),
+        ("context_length", 400, "invalid_request_error", "context_length_exceeded"),
+    ],
+)
+async def test_openai_upstream_errors_in_anthropic_envelope(
+    gw: Routerd,
+    claude: anthropic.AsyncAnthropic,
+    mode: str,
+    status: int,
+    error_type: str,
+    code: str,
+) -> None:
+    gw.fake.mode = mode
+    with pytest.raises(anthropic.APIStatusError) as info:
+        await claude.messages.create(
+            model="fake/gpt-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert info.value.status_code == status
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert (body["error"]["type"], body["error"]["code"]) == (error_type, code)
+
+
+async def test_tuning_fields_dropped_across_formats_are_counted(
+    gw: Routerd, claude: anthropic.AsyncAnthropic, http: aiohttp.ClientSession
+) -> None:
+    await claude.messages.create(
+        model="fake/gpt-test",
+        max_tokens=100,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": "hi"}],
+        metadata={"user_id": '{"session": "abc"}'},
+    )
+    sent = gw.fake.last.body
+    assert "cache_control" not in json.dumps(sent)
+    metrics = await gw.metrics_text(http)
+    dropped = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("routerd_dropped_fields_total{") and 'ingress="messages"' in line
+    ]
+    assert dropped, metrics
+    assert all(float(line.rsplit(" ", 1)[1]) >= 1 for line in dropped)
