@@ -27,6 +27,9 @@ USAGE = {
 }
 CREATED = 1_764_000_000
 EMBED_TOKENS = 10
+TOOL_TRIGGER = "use the tool"
+TOOL_CALL_ID = "call_fake_weather_1"
+TOOL_ARGS = '{"city": "Paris"}'
 
 
 @dataclass
@@ -107,9 +110,10 @@ class FakeOpenAI:
                 body=b'{"id": "chatcmpl-x", "choices": [', content_type="application/json"
             )
         model = body.get("model", "")
+        tool = tool_to_call(body)
         if body.get("stream"):
-            return await self._stream(request, body, model)
-        return web.json_response(completion(model))
+            return await self._stream(request, body, model, tool)
+        return web.json_response(completion(model, tool))
 
     def _error(self) -> web.Response | None:
         def envelope(
@@ -149,13 +153,13 @@ class FakeOpenAI:
         return None
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], model: str
+        self, request: web.Request, body: dict[str, Any], model: str, tool: str | None
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         options = body.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
-        for frame in stream_chunks(model, include_usage):
+        for frame in stream_chunks(model, include_usage, tool):
             await response.write(b"data: " + json.dumps(frame).encode() + b"\n\n")
             if self.mode == "slow_stream":
                 with contextlib.suppress(TimeoutError):
@@ -165,7 +169,30 @@ class FakeOpenAI:
         return response
 
 
-def completion(model: str) -> dict[str, Any]:
+def tool_to_call(body: dict[str, Any]) -> str | None:
+    """The first tool's name when the last user message asks to "use the tool"."""
+    tools = body.get("tools") or []
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    if not tools or not users or body["messages"][-1].get("role") != "user":
+        return None
+    content = users[-1].get("content")
+    text = content if isinstance(content, str) else json.dumps(content)
+    return str(tools[0]["function"]["name"]) if TOOL_TRIGGER in text else None
+
+
+def _tool_message(tool: str) -> dict[str, Any]:
+    call = {
+        "id": TOOL_CALL_ID,
+        "type": "function",
+        "function": {"name": tool, "arguments": TOOL_ARGS},
+    }
+    return {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
+
+
+def completion(model: str, tool: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": REPLY_TEXT, "refusal": None}
+    if tool is not None:
+        message = _tool_message(tool)
     return {
         "id": "chatcmpl-fake123",
         "object": "chat.completion",
@@ -175,16 +202,16 @@ def completion(model: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": REPLY_TEXT, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "tool_calls" if tool else "stop",
             }
         ],
         "usage": USAGE,
     }
 
 
-def stream_chunks(model: str, include_usage: bool) -> list[dict[str, Any]]:
+def stream_chunks(model: str, include_usage: bool, tool: str | None = None) -> list[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": "chatcmpl-fake123",
@@ -199,8 +226,19 @@ def stream_chunks(model: str, include_usage: bool) -> list[dict[str, Any]]:
         return data
 
     frames = [chunk({"role": "assistant", "content": ""}, None)]
-    frames += [chunk({"content": piece}, None) for piece in STREAM_PIECES]
-    frames.append(chunk({}, "stop"))
+    if tool is None:
+        frames += [chunk({"content": piece}, None) for piece in STREAM_PIECES]
+        frames.append(chunk({}, "stop"))
+    else:
+        head = {"index": 0, "id": TOOL_CALL_ID, "type": "function"}
+        frames.append(
+            chunk({"tool_calls": [{**head, "function": {"name": tool, "arguments": ""}}]}, None)
+        )
+        for piece in (TOOL_ARGS[:9], TOOL_ARGS[9:]):
+            frames.append(
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, None)
+            )
+        frames.append(chunk({}, "tool_calls"))
     if include_usage:
         frames.append(
             {
