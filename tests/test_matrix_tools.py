@@ -18,14 +18,16 @@ from tests import fakes, fakes_anthropic, fakes_gemini
 from tests.conftest import FULL_KEY, Routerd
 from tests.fakes_anthropic import FakeAnthropic
 from tests.fakes_gemini import FakeGemini
+from tests.test_any_to_any import ANTHROPIC_COST, OPENAI_COST
+from tests.test_any_to_any_gemini import GEMINI_COST
 
 ASK = "please use the tool"
 ARGS = {"city": "Paris"}
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 UPSTREAMS = {
-    "openai": ("fake/gpt-test", fakes.REPLY_TEXT),
-    "anthropic": ("anth/claude-test", fakes_anthropic.REPLY_TEXT),
-    "gemini": ("gem/gemini-test", fakes_gemini.REPLY_TEXT),
+    "openai": ("fake/gpt-test", fakes.REPLY_TEXT, OPENAI_COST),
+    "anthropic": ("anth/claude-test", fakes_anthropic.REPLY_TEXT, ANTHROPIC_COST),
+    "gemini": ("gem/gemini-test", fakes_gemini.REPLY_TEXT, GEMINI_COST),
 }
 Call = tuple[str, str, dict[str, Any]]  # id, name, arguments
 
@@ -139,7 +141,7 @@ async def test_tool_round_trip(
     upstream: str,
     stream: bool,
 ) -> None:
-    model, reply = UPSTREAMS[upstream]
+    model, reply, cost = UPSTREAMS[upstream]
     (call_id, name, arguments), text = await CLIENTS[ingress](gw.url, model, stream)
     assert (name, arguments) == ("get_weather", ARGS)
     assert text == reply
@@ -151,3 +153,4 @@ async def test_tool_round_trip(
     assert _result_reached_upstream(upstream, body, call_id)
     lines = await gw.wait_journal(2)
     assert [(line["status"], line["ingress"]) for line in lines] == [(200, ingress)] * 2
+    assert [line["cost_pico_usd"] for line in lines] == [cost, cost]
