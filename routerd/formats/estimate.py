@@ -1,7 +1,8 @@
-"""A documented upper-bound estimate of a canonical request's input tokens (pure).
+"""A documented estimate of a canonical request's input tokens (pure).
 
 Byte-level BPE tokenizers (OpenAI, Anthropic, Gemini) never produce more tokens than the UTF-8
-bytes of the text, and typical English text runs near 4 bytes a token. routerd's estimate is
+bytes of the text (that is the hard upper bound), and typical English text runs near 4 bytes a
+token. routerd's estimate is
 `ceil(bytes / 4)` over every piece of text the model reads (system, message text, tool call
 arguments, tool results, tool names, descriptions and JSON schemas), plus 4 tokens of framing per
 message, plus a flat 1,600 tokens per image or document (a ~1.15 megapixel image on Anthropic's

@@ -1,7 +1,7 @@
 """`POST /v1/messages/count_tokens`: Anthropic's token count endpoint.
 
 For a model whose first deployment is an Anthropic upstream, the upstream's own count (the body
-is forwarded with only `model` rewritten). Otherwise routerd's documented upper-bound estimate
+is forwarded with only `model` rewritten). Otherwise routerd's documented estimate
 (`routerd/formats/estimate.py`). Counting costs nothing; it is journaled with ingress
 `count_tokens` and zero tokens, so every finished request still has its line.
 """
