@@ -54,6 +54,9 @@ TOKEN_TYPES: tuple[str, ...] = ("prompt", "completion", "cached", "cache_write",
 _PICO_PER_USD = 10**12
 
 
+MAX_DROPPED_FIELD_LABELS = 64
+
+
 class _CostCollector(Collector):
     """Exposes `routerd_cost_usd_total` from an exact integer picodollar sum."""
 
@@ -75,6 +78,7 @@ class Metrics:
     """The process-wide set of collectors and the cheap methods that update them."""
 
     def __init__(self) -> None:
+        self._dropped_names: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -239,10 +243,17 @@ class Metrics:
     def dropped_fields(self, ingress: str, fields: Iterable[str]) -> None:
         """Count request fields the translation to the provider's format had to drop.
 
-        Field names become label values: pass only names from the format's known schema, never
-        arbitrary client keys, so the series stay bounded.
+        Field names come from client bodies (unknown top-level fields are dropped too), so the
+        label set is capped: the first MAX_DROPPED_FIELD_LABELS distinct names keep their own
+        series (truncated to 64 characters), every later one counts as "other".
         """
-        for field in fields:
+        for name in fields:
+            field = name[:64]
+            if field not in self._dropped_names:
+                if len(self._dropped_names) >= MAX_DROPPED_FIELD_LABELS:
+                    field = "other"
+                else:
+                    self._dropped_names.add(field)
             key = (ingress, field)
             child = self._dropped_children.get(key)
             if child is None:

@@ -137,3 +137,17 @@ def test_own_registry_and_independent_instances() -> None:
     a.request_started()
     assert "routerd_in_flight_requests 0.0\n" in _text(b)
     assert REGISTRY.get_sample_value("routerd_in_flight_requests") is None
+
+
+def test_dropped_field_labels_are_capped() -> None:
+    from routerd.metrics import MAX_DROPPED_FIELD_LABELS
+
+    m = Metrics()
+    m.dropped_fields("messages", [f"client_field_{i}" for i in range(200)])
+    text = m.render()[0].decode()
+    series = [
+        line for line in text.splitlines() if line.startswith("routerd_dropped_fields_total{")
+    ]
+    assert len(series) == MAX_DROPPED_FIELD_LABELS + 1
+    other = next(line for line in series if 'field="other"' in line)
+    assert other.endswith(f" {200 - MAX_DROPPED_FIELD_LABELS}.0")
