@@ -275,3 +275,18 @@ def test_serve_dispatch(
     monkeypatch.setattr(cli, "_serve", fake_serve)
     assert main(argv) == 7
     assert calls == [expected]
+
+
+def test_check_never_prints_a_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "tooshort-secret"  # under the 16-character minimum
+    config = tmp_path / "routerd.yaml"
+    (tmp_path / "providers.yaml").write_text(
+        "providers: {echo: {type: echo}}\n"
+        "models: {echo/echo-1: {pricing: {prompt: 0, completion: 0},"
+        " deployments: [{provider: echo, model: echo-1}]}}\n"
+    )
+    config.write_text(f"providers: providers.yaml\nmaster_key: {secret}\n")
+    assert main(["check", "-c", str(config)]) == 1
+    out = capsys.readouterr()
+    assert "master_key" in out.err
+    assert secret not in out.err + out.out

@@ -148,7 +148,17 @@ def _load_document(path: Path, schema: str) -> tuple[dict[str, Any], dict[tuple[
     return data, missing
 
 
+_SECRET_FIELDS = frozenset({"master_key", "api_key"})
+
+
+def _is_secret(path: Any) -> bool:
+    parts = [str(p) for p in path]
+    return bool(parts) and (parts[-1] in _SECRET_FIELDS or "headers" in parts[:-1])
+
+
 def _describe(error: Any) -> str:
+    if _is_secret(error.absolute_path):
+        return f"invalid value (not shown: it is a secret): fails the {error.validator!r} rule"
     if error.validator == "additionalProperties":
         return str(error.message).replace("Additional properties are not allowed", "unknown field")
     if error.validator == "oneOf" and error.context:
