@@ -17,7 +17,7 @@ from routerd import __version__
 
 DEFAULT_CONFIG = "config/routerd.yaml"
 KEY_PREFIX = "sk-rd-"
-_COMMANDS = frozenset({"serve", "check", "keys"})
+_COMMANDS = frozenset({"serve", "check", "keys", "usage"})
 _KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--user", help="owner user")
     new.add_argument("--models", nargs="+", metavar="GLOB", help="allowed model globs")
     new.add_argument("--tags", nargs="+", metavar="TAG", help="tags (budgets can scope by tag)")
+    usage = sub.add_parser("usage", help="aggregate the usage journal offline (a table or JSON)")
+    _add_config(usage)
+    usage.add_argument("--by", choices=["key", "user", "tag", "model", "day"], default="key")
+    usage.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="first UTC day")
+    usage.add_argument("--to", dest="until", metavar="YYYY-MM-DD", help="last UTC day")
+    usage.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     return parser
 
 
@@ -82,9 +88,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     if args.command == "check":
         return _check(Path(args.config))
+    if args.command == "usage":
+        return _usage(Path(args.config), args.by, args.since, args.until, args.json)
     if args.command == "keys":
         return _keys_new(args.id, args.user, args.models, args.tags)
     return _serve(Path(args.config), args.listen)
+
+
+def _usage(config: Path, by: str, since: str | None, until: str | None, as_json: bool) -> int:
+    import json
+    from datetime import date
+
+    from routerd.config.load import ConfigError, load_daemon
+    from routerd.metering.journal import iter_journal
+    from routerd.metering.report import aggregate, format_table
+
+    try:
+        daemon = load_daemon(config)
+        first = date.fromisoformat(since) if since else None
+        last = date.fromisoformat(until) if until else None
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"routerd usage: {exc} (use YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    records = iter_journal(daemon.journal.dir, first, last)
+    rows = aggregate(records, by, first, last)  # type: ignore[arg-type]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row.as_dict()))
+    else:
+        print(format_table(rows, by))  # type: ignore[arg-type]
+    return 0
 
 
 def _serve(config: Path, listen: str | None) -> int:
