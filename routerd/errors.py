@@ -30,6 +30,7 @@ class ErrorCode(enum.Enum):
     invalid_request = "invalid_request"
     payload_too_large = "payload_too_large"
     model_not_found = "model_not_found"
+    not_found = "not_found"
     internal_error = "internal_error"
 
     @property
@@ -53,6 +54,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.invalid_request: 400,
     ErrorCode.payload_too_large: 413,
     ErrorCode.model_not_found: 404,
+    ErrorCode.not_found: 404,
     ErrorCode.internal_error: 500,
 }
 

@@ -101,3 +101,27 @@ async def test_metrics(
     assert sample(text, "routerd_tokens_total", type="prompt") == 2400
     assert FULL_KEY not in text
     assert "alice" not in text
+
+
+async def test_generation_metadata_for_the_same_key_only(
+    routerd: Routerd, client: openai.AsyncOpenAI, http: aiohttp.ClientSession
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model="fake/gpt-test", messages=[{"role": "user", "content": "hi"}]
+    )
+    request_id = raw.headers["X-Request-Id"]
+    url = f"{routerd.url}/v1/generation?id={request_id}"
+    async with http.get(url, headers={"Authorization": f"Bearer {FULL_KEY}"}) as resp:
+        assert resp.status == 200
+        data = (await resp.json())["data"]
+    assert (data["id"], data["model"], data["provider_name"]) == (
+        request_id,
+        "fake/gpt-test",
+        "fake",
+    )
+    assert (data["tokens_prompt"], data["tokens_completion"]) == (1200, 50)
+    assert data["cost_pico_usd"] == 500_000_000
+    assert data["total_cost"] == pytest.approx(0.0005)
+    async with http.get(url, headers={"Authorization": f"Bearer {ECHO_KEY}"}) as resp:
+        assert resp.status == 404  # another key's request is invisible
+        assert (await resp.json())["error"]["code"] == "not_found"

@@ -48,6 +48,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", info.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", info.get_model)
+    app.router.add_get("/v1/generation", info.generation)
     app.router.add_get("/healthz", info.healthz)
     app.router.add_get("/readyz", info.readyz)
     if daemon.metrics.enabled:

@@ -76,6 +76,7 @@ def finish(gateway: Gateway, ctx: RequestContext) -> None:
         config_generation=ctx.table.generation,
     )
     record.set_usage(usage, cost)
+    gateway.generations.put(record)
     try:
         gateway.journal.submit(record)
     except RuntimeError:

@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from routerd.config.load import ConfigError, load_all
+from routerd.metering.generations import GenerationCache
 from routerd.metering.journal import JournalWriter
 from routerd.metrics import Metrics
 from routerd.providers.base import Transport
@@ -30,6 +31,7 @@ class Gateway:
         self.draining = False
         self.ready = False
         self.in_flight = 0
+        self.generations = GenerationCache()
         journal = table.config.daemon.journal
         self.journal = JournalWriter(
             journal.dir,

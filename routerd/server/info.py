@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
+from routerd.metering.generations import generation_body
 from routerd.server.auth import authenticate, presented_token
 from routerd.server.pipeline import GATEWAY
 
@@ -36,6 +37,23 @@ async def get_model(request: web.Request) -> web.Response:
     if route is None or route.id not in key.allowed_models:
         raise RouterdError(ErrorCode.model_not_found, f"model {name!r} does not exist")
     return _json(route.public)
+
+
+async def generation(request: web.Request) -> web.Response:
+    """OpenRouter-style metadata of a recent request made with the calling key."""
+    gateway = request.app[GATEWAY]
+    key = authenticate(request, gateway.table)
+    request_id = request.query.get("id", "")
+    if not request_id:
+        raise RouterdError(ErrorCode.invalid_request, "'id' is required", param="id")
+    record = gateway.generations.get(request_id, key.config.id)
+    if record is None:
+        raise RouterdError(
+            ErrorCode.not_found,
+            f"no recent request {request_id!r} for this key (kept for an hour, newest 10,000)",
+            param="id",
+        )
+    return _json({"data": generation_body(record)})
 
 
 async def healthz(request: web.Request) -> web.Response:
