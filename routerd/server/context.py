@@ -6,19 +6,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
 
-from routerd.errors import RouterdError
+from routerd.errors import ErrorCode, RouterdError
 from routerd.metering.pricing import cost_pico
 from routerd.metering.usage import JournalRecord, Usage
 from routerd.server.gateway import Gateway
 from routerd.table import KeyEntry, ModelRoute, RoutingTable
 
 log = structlog.get_logger("routerd.request")
+CLIENT_CLOSED = 499  # nginx's status for a client that went away before the answer ended
 
 
 @dataclass(slots=True)
@@ -108,3 +112,23 @@ def finish(gateway: Gateway, ctx: RequestContext) -> None:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
     )
+
+
+@contextmanager
+def metered(gateway: Gateway, ctx: RequestContext) -> Iterator[None]:
+    """Wrap one handler: in-flight gauge, the outcome recorded on `ctx`, and `finish` always."""
+    gateway.metrics.request_started()
+    try:
+        yield
+    except RouterdError as err:
+        ctx.fail(err)
+        raise
+    except asyncio.CancelledError:
+        ctx.status = CLIENT_CLOSED
+        raise
+    except Exception:
+        ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
+        raise
+    finally:
+        gateway.metrics.request_finished()
+        finish(gateway, ctx)

@@ -8,7 +8,6 @@ is forwarded with only `model` rewritten). Otherwise routerd's documented estima
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -20,10 +19,9 @@ from routerd.formats.canonical import TranslationError
 from routerd.formats.estimate import estimate_input_tokens
 from routerd.providers.base import UpstreamResponse
 from routerd.server.auth import admit_model, authenticate
-from routerd.server.context import RequestContext, finish
+from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
 from routerd.server.pipeline import GATEWAY, read_json_body, response_headers
-from routerd.server.sse_relay import CLIENT_CLOSED
 from routerd.table import DeploymentRoute
 
 INGRESS = "count_tokens"
@@ -68,7 +66,7 @@ async def _upstream_count(
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
-    try:
+    with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
         ctx.model = _check(body)
@@ -79,11 +77,3 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=payload, content_type="application/json", headers=response_headers(ctx)
         )
-    except RouterdError as err:
-        ctx.fail(err)
-        raise
-    except asyncio.CancelledError:
-        ctx.status = CLIENT_CLOSED
-        raise
-    finally:
-        finish(gateway, ctx)

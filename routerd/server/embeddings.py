@@ -6,7 +6,6 @@ Forwarded in OpenAI's wire format (only `model` rewritten, so `dimensions`, `enc
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -14,10 +13,9 @@ from aiohttp import web
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.codecs import WIRE
 from routerd.server.auth import admit_model, authenticate
-from routerd.server.context import RequestContext, finish
+from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
 from routerd.server.pipeline import GATEWAY, Prepared, first_answer, read_json_body
-from routerd.server.sse_relay import CLIENT_CLOSED
 from routerd.server.translate import passthrough_json
 
 INGRESS = "embeddings"
@@ -48,8 +46,7 @@ def check_embeddings_body(body: dict[str, Any]) -> str:
 async def embeddings(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
-    gateway.metrics.request_started()
-    try:
+    with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
         ctx.model = check_embeddings_body(body)
@@ -58,15 +55,3 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
             ctx, ctx.route, lambda dep: Prepared(dict(body), {}, embeddings=True)
         )
         return await passthrough_json(ctx, response, WIRE["openai_chat"])
-    except RouterdError as err:
-        ctx.fail(err)
-        raise
-    except asyncio.CancelledError:
-        ctx.status = CLIENT_CLOSED
-        raise
-    except Exception:
-        ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
-        raise
-    finally:
-        gateway.metrics.request_finished()
-        finish(gateway, ctx)

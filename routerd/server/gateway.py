@@ -30,7 +30,6 @@ class Gateway:
         self.metrics = metrics
         self.draining = False
         self.ready = False
-        self.in_flight = 0
         self.generations = GenerationCache()
         journal = table.config.daemon.journal
         self.journal = JournalWriter(

@@ -8,7 +8,6 @@ nothing was sent to the client -> relay or translate the answer -> meter (always
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.canonical import CanonicalRequest, ToolNameMap, TranslationError
 from routerd.formats.codecs import INGRESS, WIRE, IngressCodec
 from routerd.server.auth import admit_model, authenticate
-from routerd.server.context import RequestContext, finish
+from routerd.server.context import RequestContext, metered
 from routerd.server.gateway import Gateway
 from routerd.server.middleware import REQUEST_ID
 from routerd.server.pipeline import (
@@ -29,7 +28,7 @@ from routerd.server.pipeline import (
     first_answer,
     read_json_body,
 )
-from routerd.server.sse_relay import CLIENT_CLOSED, ChatUsageFilter
+from routerd.server.sse_relay import ChatUsageFilter
 from routerd.server.translate import (
     StreamTranslator,
     UsageScanner,
@@ -151,25 +150,12 @@ async def _answer(request: web.Request, ctx: RequestContext, call: _Request) -> 
 async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request[REQUEST_ID], spec.name, gateway.table)
-    gateway.metrics.request_started()
-    try:
+    with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
         ctx.model, ctx.stream = spec.check(body)
         ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
         return await _answer(request, ctx, _Request(spec, body, gateway, ctx.route))
-    except RouterdError as err:
-        ctx.fail(err)
-        raise
-    except asyncio.CancelledError:
-        ctx.status = CLIENT_CLOSED
-        raise
-    except Exception:
-        ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
-        raise
-    finally:
-        gateway.metrics.request_finished()
-        finish(gateway, ctx)
 
 
 def handler(spec: IngressSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

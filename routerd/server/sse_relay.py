@@ -13,8 +13,6 @@ import orjson
 from routerd.metering.usage import Usage
 from routerd.server.context import RequestContext
 
-CLIENT_CLOSED = 499
-
 
 class FrameSplitter:
     """Split a byte stream into SSE frames (blank-line separated, LF or CRLF)."""

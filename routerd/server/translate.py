@@ -20,9 +20,9 @@ from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec, sse_j
 from routerd.formats.sse import encode_frame
 from routerd.metering.usage import Usage
 from routerd.providers.base import UpstreamError, UpstreamResponse
-from routerd.server.context import RequestContext
+from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.pipeline import response_headers
-from routerd.server.sse_relay import CLIENT_CLOSED, ChatUsageFilter, FrameSplitter
+from routerd.server.sse_relay import ChatUsageFilter, FrameSplitter
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
