@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from routerd.metering.budgets import BudgetRule
+
 __all__ = ["DURATION_BUCKETS", "TOKEN_TYPES", "Metrics"]
 
 #: Latency buckets for LLM calls: from a cache hit (5 ms) to a long generation (5 min).
@@ -146,6 +148,28 @@ class Metrics:
             ("ingress", "field"),
             registry=r,
         )
+        self.budget_spend = Gauge(
+            "routerd_budget_spend_usd",
+            "Settled spend in the current window of each budget (refreshed at scrape).",
+            ("budget",),
+            registry=r,
+        )
+        self.budget_limit = Gauge(
+            "routerd_budget_limit_usd", "Limit of each budget.", ("budget",), registry=r
+        )
+        self.rate_limited_counter = Counter(
+            "routerd_rate_limited",
+            "Requests refused by a rate limit, by the kind of scope that refused (key, user, tag).",
+            ("scope",),
+            registry=r,
+        )
+        self.budget_rejections = Counter(
+            "routerd_budget_rejections",
+            "Requests refused because a budget had no room, by budget.",
+            ("budget",),
+            registry=r,
+        )
+        self._budget_ids: set[str] = set()
 
         # Pre-create the small fixed label sets; the rest are cached on first use.
         self._token_children = {t: self.tokens.labels(t) for t in TOKEN_TYPES}
@@ -261,6 +285,32 @@ class Metrics:
                     ingress, field
                 )
             child.inc()
+
+    # -- budgets and rate limits -------------------------------------------------------------
+
+    def budgets_configured(self, rules: Iterable[BudgetRule]) -> None:
+        """The budgets of the table now serving: limits set, removed budgets' series dropped."""
+        ids = set()
+        for rule in rules:
+            ids.add(rule.id)
+            self.budget_limit.labels(rule.id).set(rule.limit_pico / _PICO_PER_USD)
+        for gone in self._budget_ids - ids:
+            self.budget_limit.remove(gone)
+            self.budget_spend.remove(gone)
+            self.budget_rejections.remove(gone)
+        for new in ids - self._budget_ids:
+            self.budget_spend.labels(new).set(0)
+        self._budget_ids = ids
+
+    def budget_spent(self, budget_id: str, pico: int) -> None:
+        if budget_id in self._budget_ids:
+            self.budget_spend.labels(budget_id).set(pico / _PICO_PER_USD)
+
+    def budget_rejected(self, budget_id: str) -> None:
+        self.budget_rejections.labels(budget_id).inc()
+
+    def rate_limited(self, scope: str) -> None:
+        self.rate_limited_counter.labels(scope).inc()
 
     # -- exposition -------------------------------------------------------------------------
 

@@ -8,13 +8,16 @@ is the fallible step; swapping the reference afterwards cannot fail (prepare-the
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from routerd.config.model import Deployment, KeyConfig, LoadedConfig, ModelConfig
+from routerd.config.model import Deployment, KeyConfig, LoadedConfig, ModelConfig, RateLimits
+from routerd.metering.budgets import BudgetRule, build_rules, key_rules, model_rules
 from routerd.metering.pricing import PicoPrices
+from routerd.metering.ratelimit import RateScope
 from routerd.providers.base import Transport
 from routerd.providers.registry import Provider, build_provider, unsupported_reason
 
@@ -33,12 +36,15 @@ class ModelRoute:
     deployments: tuple[DeploymentRoute, ...]
     unavailable_reason: str | None
     public: dict[str, Any] = field(hash=False, compare=False)
+    budgets: tuple[BudgetRule, ...] = ()  # model-glob budgets counting this model
 
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
     config: KeyConfig
     allowed_models: frozenset[str]
+    budgets: tuple[BudgetRule, ...] = ()  # budgets counting every request of this key
+    rate_scopes: tuple[RateScope, ...] = ()  # key, user and tag limits, in that order
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class RoutingTable:
     models: dict[str, ModelRoute]
     lookup: dict[str, ModelRoute]
     keys_by_hash: dict[str, KeyEntry]
+    budgets: dict[str, BudgetRule] = field(default_factory=dict)
 
     def resolve(self, name: str) -> ModelRoute | None:
         return self.lookup.get(name)
@@ -128,19 +135,44 @@ def _allowed(globs: tuple[str, ...], names: list[str]) -> frozenset[str]:
     return frozenset(n for n in names if pattern.match(n))
 
 
+def _rate_scopes(key: KeyConfig, config: LoadedConfig) -> tuple[RateScope, ...]:
+    scopes = []
+    if key.limits != RateLimits():
+        scopes.append(RateScope(f"key:{key.id}", key.limits))
+    if key.user is not None and key.user in config.user_limits:
+        scopes.append(RateScope(f"user:{key.user}", config.user_limits[key.user]))
+    scopes += [
+        RateScope(f"tag:{t}", config.tag_limits[t]) for t in key.tags if t in config.tag_limits
+    ]
+    return tuple(scopes)
+
+
+def _key_entry(
+    key: KeyConfig, config: LoadedConfig, names: list[str], rules: dict[str, BudgetRule]
+) -> KeyEntry:
+    return KeyEntry(
+        config=key,
+        allowed_models=_allowed(key.models, names),
+        budgets=key_rules(key, rules),
+        rate_scopes=_rate_scopes(key, config),
+    )
+
+
 def build_table(
     config: LoadedConfig, generation: int, created: int, previous: RoutingTable | None = None
 ) -> RoutingTable:
     """Build a complete table; raises ValueError on a price routerd cannot represent exactly."""
     providers = _providers(config, previous)
-    models = _routes(config, providers, created)
+    rules = build_rules(config.budgets, config.keys)
+    models = {
+        slug: dataclasses.replace(route, budgets=model_rules(slug, rules))
+        for slug, route in _routes(config, providers, created).items()
+    }
     lookup = dict(models)
     for alias, target in config.catalog.aliases.items():
         lookup[alias] = models[target]
     names = list(models)
-    keys = {
-        k.sha256: KeyEntry(config=k, allowed_models=_allowed(k.models, names)) for k in config.keys
-    }
+    keys = {k.sha256: _key_entry(k, config, names, rules) for k in config.keys}
     return RoutingTable(
         generation=generation,
         config=config,
@@ -148,6 +180,7 @@ def build_table(
         models=models,
         lookup=lookup,
         keys_by_hash=keys,
+        budgets=rules,
     )
 
 

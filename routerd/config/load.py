@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
 from importlib import resources
@@ -317,8 +317,13 @@ def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[
     )
 
 
+def _limits(limits: dict[str, Any]) -> RateLimits:
+    return RateLimits(
+        rpm=limits.get("rpm"), tpm=limits.get("tpm"), concurrency=limits.get("concurrency")
+    )
+
+
 def _key(entry: dict[str, Any], source: Path) -> KeyConfig:
-    limits = entry.get("limits") or {}
     expires = entry.get("expires_at")
     return KeyConfig(
         id=entry["id"],
@@ -326,9 +331,7 @@ def _key(entry: dict[str, Any], source: Path) -> KeyConfig:
         user=entry.get("user"),
         tags=tuple(entry.get("tags") or ()),
         models=tuple(entry.get("models") or ("*",)),
-        limits=RateLimits(
-            rpm=limits.get("rpm"), tpm=limits.get("tpm"), concurrency=limits.get("concurrency")
-        ),
+        limits=_limits(entry.get("limits") or {}),
         budgets=tuple(entry.get("budgets") or ()),
         expires_at=_parse_datetime(expires) if expires else None,
         disabled=bool(entry.get("disabled", False)),
@@ -343,8 +346,10 @@ def _parse_datetime(value: str) -> datetime:
 
 def _budget(entry: dict[str, Any], source: Path) -> BudgetConfig:
     period = entry["period"]
-    scope_data = entry.get("scope", "global")
-    if scope_data == "global":
+    scope_data = entry.get("scope")
+    if scope_data is None:
+        scope = BudgetScope(kind="listed")
+    elif scope_data == "global":
         scope = BudgetScope(kind="global")
     else:
         ((kind, value),) = scope_data.items()
@@ -359,8 +364,30 @@ def _budget(entry: dict[str, Any], source: Path) -> BudgetConfig:
     )
 
 
-def _load_keys(files: tuple[Path, ...]) -> tuple[list[KeyConfig], list[ConfigProblem]]:
-    keys: list[KeyConfig] = []
+@dataclass(slots=True)
+class _KeyFiles:
+    keys: list[KeyConfig] = field(default_factory=list)
+    user_limits: dict[str, RateLimits] = field(default_factory=dict)
+    tag_limits: dict[str, RateLimits] = field(default_factory=dict)
+
+
+def _group_limits(file: Path, data: dict[str, Any], found: _KeyFiles) -> list[ConfigProblem]:
+    """`rate_limits: {users: {ID: limits}, tags: {T: limits}}` of one keys file, merged."""
+    problems = []
+    groups = data.get("rate_limits") or {}
+    for kind, target in (("users", found.user_limits), ("tags", found.tag_limits)):
+        for name, limits in (groups.get(kind) or {}).items():
+            if name in target:
+                problems.append(
+                    ConfigProblem(file, f"rate_limits.{kind}.{name}", "defined in two files")
+                )
+            target[name] = _limits(limits)
+    return problems
+
+
+def _load_keys(files: tuple[Path, ...]) -> tuple[_KeyFiles, list[ConfigProblem]]:
+    found = _KeyFiles()
+    keys = found.keys
     problems: list[ConfigProblem] = []
     seen_ids: dict[str, Path] = {}
     seen_hashes: dict[str, str] = {}
@@ -370,6 +397,7 @@ def _load_keys(files: tuple[Path, ...]) -> tuple[list[KeyConfig], list[ConfigPro
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
+        problems += _group_limits(file, data, found)
         for i, entry in enumerate(data["keys"]):
             key = _key(entry, file)
             if key.id in seen_ids:
@@ -383,7 +411,7 @@ def _load_keys(files: tuple[Path, ...]) -> tuple[list[KeyConfig], list[ConfigPro
             seen_ids[key.id] = file
             seen_hashes[key.sha256] = key.id
             keys.append(key)
-    return keys, problems
+    return found, problems
 
 
 def _load_budgets(files: tuple[Path, ...]) -> tuple[list[BudgetConfig], list[ConfigProblem]]:
@@ -431,7 +459,8 @@ def load_all(config_path: Path) -> LoadedConfig:
         catalog, warnings = load_catalog(daemon.providers_file, daemon.timeouts)
     except ConfigError as exc:
         problems.extend(exc.problems)
-    keys, key_problems = _load_keys(daemon.key_files)
+    key_files, key_problems = _load_keys(daemon.key_files)
+    keys = key_files.keys
     budgets, budget_problems = _load_budgets(daemon.budget_files)
     problems += key_problems + budget_problems + _reference_problems(keys, budgets)
     if problems or catalog is None:
@@ -442,4 +471,6 @@ def load_all(config_path: Path) -> LoadedConfig:
         keys=tuple(keys),
         budgets=tuple(budgets),
         warnings=tuple(warnings),
+        user_limits=key_files.user_limits,
+        tag_limits=key_files.tag_limits,
     )

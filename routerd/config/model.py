@@ -144,11 +144,13 @@ class KeyConfig:
     source: Path | None = None
 
 
-BudgetScopeKind = Literal["key", "user", "tag", "model", "global"]
+BudgetScopeKind = Literal["key", "user", "tag", "model", "global", "listed"]
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetScope:
+    """What a budget counts: `listed` (no `scope` in the file) = only the keys that list it."""
+
     kind: BudgetScopeKind
     value: str | None = None
 
@@ -174,3 +176,5 @@ class LoadedConfig:
     keys: tuple[KeyConfig, ...]
     budgets: tuple[BudgetConfig, ...]
     warnings: tuple[str, ...] = ()
+    user_limits: dict[str, RateLimits] = field(default_factory=dict)
+    tag_limits: dict[str, RateLimits] = field(default_factory=dict)

@@ -214,6 +214,9 @@ class JournalWriter:
         self._last_attempt = 0.0
         self.overflow_puts = 0
         self.dropped_records = 0
+        self._accepted = 0
+        self._processed = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def directory(self) -> Path:
@@ -237,6 +240,7 @@ class JournalWriter:
     def submit(self, record: JournalRecord) -> None:
         """Queue a record without blocking; a full queue falls back to a scheduled `put`."""
         self._check_open()
+        self._accepted += 1
         try:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
@@ -248,7 +252,33 @@ class JournalWriter:
     async def put(self, record: JournalRecord) -> None:
         """Queue a record, waiting for room (back-pressure)."""
         self._check_open()
-        await self._queue.put(record)
+        self._accepted += 1
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.overflow_puts += 1
+            await self._queue.put(record)
+
+    async def flush(self) -> None:
+        """Wait until every record accepted so far went through a write attempt.
+
+        A record kept for retry after a failed write counts as attempted (the flush does not
+        wait for the disk to come back). Returns at once when the writer is not running.
+        """
+        if self._task is None or self._task.done() or self._processed >= self._accepted:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((self._accepted, waiter))
+        await waiter
+
+    def _processed_batch(self, count: int) -> None:
+        self._processed += count
+        ready = [(n, w) for n, w in self._flush_waiters if n <= self._processed]
+        if ready:
+            self._flush_waiters = [(n, w) for n, w in self._flush_waiters if n > self._processed]
+            for _, waiter in ready:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def close(self) -> None:
         """Write everything queued, fsync (unless policy `never`), close files, stop. Idempotent."""
@@ -283,7 +313,9 @@ class JournalWriter:
                 batch, stop = await self._next_batch()
                 if batch or self._retry or self._fsync_due():
                     await self._process_guarded(batch)
+                self._processed_batch(len(batch))
             await self._finish()
+            self._processed_batch(self._accepted)
         finally:
             for file in [*self._files.values(), *self._retired]:
                 _close_file(file)

@@ -270,3 +270,21 @@ class RateLimiter:
         ]
         if delta and adjust:
             await self._store.rate_adjust(adjust, self._clock() if now is None else now)
+
+    async def refill(
+        self, used: Sequence[tuple[RateScope, int, int]], now: float | None = None
+    ) -> None:
+        """Startup: charge each scope the (requests, tokens) the journal shows in the last minute.
+
+        Approximates the buckets as if all of it had been taken at once a moment ago (a bucket
+        never holds more than its limit of debt, so this errs towards admitting).
+        """
+        hits = []
+        for scope, requests, tokens in used:
+            sid, limits = scope.scope_id, scope.limits
+            if limits.rpm is not None and requests:
+                hits.append(RateHit(f"rpm:{sid}", min(requests, limits.rpm), limits.rpm, 60))
+            if limits.tpm is not None and tokens:
+                hits.append(RateHit(f"tpm:{sid}", min(tokens, limits.tpm), limits.tpm, 60))
+        if hits:
+            await self._store.rate_adjust(hits, self._clock() if now is None else now)

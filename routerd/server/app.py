@@ -21,7 +21,7 @@ from aiohttp import web
 from routerd.config.load import ConfigError, load_daemon
 from routerd.logs import configure_logging
 from routerd.metrics import Metrics
-from routerd.server import info
+from routerd.server import account, info
 from routerd.server.chat import chat_completions
 from routerd.server.count_tokens import count_tokens
 from routerd.server.embeddings import embeddings
@@ -49,6 +49,9 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/v1/models", info.list_models)
     app.router.add_get("/v1/models/{model_id:.+}", info.get_model)
     app.router.add_get("/v1/generation", info.generation)
+    app.router.add_get("/v1/key", account.key_info)
+    app.router.add_get("/admin/budgets", account.admin_budgets)
+    app.router.add_get("/admin/usage", account.admin_usage)
     app.router.add_get("/healthz", info.healthz)
     app.router.add_get("/readyz", info.readyz)
     if daemon.metrics.enabled:
@@ -61,6 +64,7 @@ def build_app(gateway: Gateway) -> web.Application:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
     await gateway.journal.start()
+    await gateway.rebuild_ledger()
     gateway.ready = True
     yield
     gateway.ready = False

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
 
 from routerd.errors import ErrorCode, RouterdError
+from routerd.metering.ledger import Reservation, Settled
 from routerd.metering.pricing import cost_pico
+from routerd.metering.ratelimit import RateDecision
 from routerd.metering.usage import JournalRecord, Usage
 from routerd.server.gateway import Gateway
 from routerd.table import KeyEntry, ModelRoute, RoutingTable
@@ -44,6 +46,8 @@ class RequestContext:
     usage: Usage | None = None
     ttft: float | None = None
     attempts: int = 0
+    rate: RateDecision | None = None
+    reservation: Reservation | None = None
 
     def fail(self, err: RouterdError) -> None:
         self.status = err.status
@@ -54,8 +58,23 @@ class RequestContext:
             self.ttft = time.perf_counter() - self.started
 
 
-def finish(gateway: Gateway, ctx: RequestContext) -> None:
-    """Meter one finished request: cost, journal line, metrics, one log event."""
+async def _settle(gateway: Gateway, ctx: RequestContext, record: JournalRecord) -> None:
+    """Give back what admission took: exact cost for the budget holds, slots, token estimate."""
+    if ctx.reservation is not None or record.cost_pico_usd:
+        done = Settled(
+            ctx.request_id, record.key_id, record.user, tuple(record.tags),
+            record.resolved_model or "", record.cost_pico_usd,
+        )  # fmt: skip
+        await gateway.ledger.settle(ctx.reservation, done)
+    rate = ctx.rate
+    if rate is not None and rate.allowed:
+        await rate.lease.release()
+        actual = record.prompt_tokens + record.completion_tokens
+        await gateway.limiter.correct_tokens(rate.scopes, rate.estimated_tokens, actual)
+
+
+async def finish(gateway: Gateway, ctx: RequestContext) -> None:
+    """Meter one finished request: settle, cost, journal line, metrics, one log event."""
     elapsed = time.perf_counter() - ctx.started
     usage = ctx.usage or Usage()
     cost = cost_pico(usage, ctx.route.prices) if ctx.route and ctx.usage else 0
@@ -81,8 +100,9 @@ def finish(gateway: Gateway, ctx: RequestContext) -> None:
     )
     record.set_usage(usage, cost)
     gateway.generations.put(record)
+    await _settle(gateway, ctx, record)
     try:
-        gateway.journal.submit(record)
+        await gateway.journal.put(record)
     except RuntimeError:
         log.error("journal_closed", request_id=ctx.request_id)
     gateway.metrics.observe_request(
@@ -114,14 +134,20 @@ def finish(gateway: Gateway, ctx: RequestContext) -> None:
     )
 
 
-@contextmanager
-def metered(gateway: Gateway, ctx: RequestContext) -> Iterator[None]:
-    """Wrap one handler: in-flight gauge, the outcome recorded on `ctx`, and `finish` always."""
+@asynccontextmanager
+async def metered(gateway: Gateway, ctx: RequestContext) -> AsyncIterator[None]:
+    """Wrap one handler: in-flight gauge, the outcome recorded on `ctx`, and `finish` always.
+
+    `finish` is shielded: a client that goes away still gets its request settled and journaled.
+    """
     gateway.metrics.request_started()
     try:
         yield
     except RouterdError as err:
         ctx.fail(err)
+        if ctx.rate is not None:
+            for name, value in ctx.rate.headers().items():
+                err.headers.setdefault(name, value)
         raise
     except asyncio.CancelledError:
         ctx.status = CLIENT_CLOSED
@@ -131,4 +157,8 @@ def metered(gateway: Gateway, ctx: RequestContext) -> Iterator[None]:
         raise
     finally:
         gateway.metrics.request_finished()
-        finish(gateway, ctx)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            await asyncio.shield(finish(gateway, ctx))
+        else:
+            await finish(gateway, ctx)

@@ -66,7 +66,7 @@ async def _upstream_count(
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
-    with metered(gateway, ctx):
+    async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
         ctx.model = _check(body)

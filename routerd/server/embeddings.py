@@ -12,10 +12,11 @@ from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.codecs import WIRE
+from routerd.server.admission import admit, estimate
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
-from routerd.server.pipeline import GATEWAY, Prepared, first_answer, read_json_body
+from routerd.server.pipeline import GATEWAY, Prepared, first_answer, read_json
 from routerd.server.translate import passthrough_json
 
 INGRESS = "embeddings"
@@ -46,11 +47,12 @@ def check_embeddings_body(body: dict[str, Any]) -> str:
 async def embeddings(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
-    with metered(gateway, ctx):
+    async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
-        body = await read_json_body(request)
+        body, raw = await read_json(request)
         ctx.model = check_embeddings_body(body)
         ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        await admit(gateway, ctx, estimate(raw, body, embeddings=True), [ctx.route], True)
         response = await first_answer(
             ctx, ctx.route, lambda dep: Prepared(dict(body), {}, embeddings=True)
         )

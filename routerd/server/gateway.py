@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -16,6 +18,9 @@ import structlog
 from routerd.config.load import ConfigError, load_all
 from routerd.metering.generations import GenerationCache
 from routerd.metering.journal import JournalWriter
+from routerd.metering.ledger import Ledger
+from routerd.metering.ratelimit import RateLimiter, RateScope
+from routerd.metering.store import InMemoryStore, LedgerStore
 from routerd.metrics import Metrics
 from routerd.providers.base import Transport
 from routerd.table import RoutingTable, build_table, retired_transports
@@ -24,7 +29,14 @@ log = structlog.get_logger("routerd")
 
 
 class Gateway:
-    def __init__(self, config_path: Path, table: RoutingTable, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        table: RoutingTable,
+        metrics: Metrics,
+        store: LedgerStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config_path = config_path
         self.table = table
         self.metrics = metrics
@@ -41,14 +53,40 @@ class Gateway:
             on_written=metrics.journal_written,
             on_error=metrics.journal_error,
         )
+        self.store: LedgerStore = store or InMemoryStore()
+        self.ledger = Ledger(self.store, lambda: datetime.fromtimestamp(clock(), UTC))
+        self.ledger.use_rules(table.budgets)
+        self.limiter = RateLimiter(self.store, clock)
+        metrics.budgets_configured(table.budgets.values())
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         metrics.config_reloaded(True, table.generation)
 
     @classmethod
-    def load(cls, config_path: Path, metrics: Metrics) -> Gateway:
+    def load(
+        cls, config_path: Path, metrics: Metrics, clock: Callable[[], float] = time.time
+    ) -> Gateway:
         config = load_all(config_path)
-        return cls(config_path, build_table(config, 1, int(time.time())), metrics)
+        return cls(config_path, build_table(config, 1, int(time.time())), metrics, clock=clock)
+
+    async def rebuild_ledger(self) -> None:
+        """Startup: spend, key usage and the last minute of rate limits from the journal."""
+        table = self.table
+        started = time.perf_counter()
+        result = await self.ledger.rebuild(
+            self.journal.directory, table.budgets.values(), [k.id for k in table.config.keys]
+        )
+        used: dict[str, tuple[RateScope, int, int]] = {}
+        for entry in table.keys_by_hash.values():
+            requests, tokens = result.recent.get(entry.config.id, (0, 0))
+            for scope in entry.rate_scopes if requests else ():
+                _, r, t = used.get(scope.scope_id, (scope, 0, 0))
+                used[scope.scope_id] = (scope, r + requests, t + tokens)
+        await self.limiter.refill(list(used.values()))
+        log.info(
+            "ledger_rebuilt", files=result.files, lines=result.lines, skipped=result.skipped,
+            seconds=round(time.perf_counter() - started, 3),
+        )  # fmt: skip
 
     async def reload(self) -> tuple[bool, str]:
         """Re-read every file; on any error keep the current table. Returns (ok, message)."""
@@ -61,7 +99,18 @@ class Gateway:
                 self.metrics.config_reloaded(False, None)
                 log.error("config_reload_failed", error=str(exc), generation=old.generation)
                 return False, str(exc)
+            try:
+                await self.ledger.rebuild_for_reload(
+                    self.journal.directory, self.ledger.new_rules(new.budgets), self.journal.flush
+                )
+            except OSError as exc:
+                self.metrics.config_reloaded(False, None)
+                log.error("budget_rebuild_failed", error=str(exc), generation=old.generation)
+                return False, f"cannot rebuild changed budgets from the journal: {exc}"
+            # No await from here on: the swap and the ledger's rule set change together.
             self.table = new
+            self.ledger.use_rules(new.budgets)
+            self.metrics.budgets_configured(new.budgets.values())
             self.metrics.config_reloaded(True, new.generation)
             log.info("config_reloaded", generation=new.generation, warnings=list(config.warnings))
             self._close_later(retired_transports(old, new), old.config.daemon.timeouts.total)

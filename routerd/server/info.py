@@ -14,7 +14,7 @@ from routerd.server.auth import authenticate, presented_token
 from routerd.server.pipeline import GATEWAY
 
 
-def _json(data: object, status: int = 200) -> web.Response:
+def json_response(data: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
@@ -26,7 +26,7 @@ async def list_models(request: web.Request) -> web.Response:
         for route in table.models.values()
         if route.id in key.allowed_models and not route.unavailable_reason
     ]
-    return _json({"object": "list", "data": data})
+    return json_response({"object": "list", "data": data})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -36,7 +36,7 @@ async def get_model(request: web.Request) -> web.Response:
     route = table.resolve(name)
     if route is None or route.id not in key.allowed_models:
         raise RouterdError(ErrorCode.model_not_found, f"model {name!r} does not exist")
-    return _json(route.public)
+    return json_response(route.public)
 
 
 async def generation(request: web.Request) -> web.Response:
@@ -53,24 +53,28 @@ async def generation(request: web.Request) -> web.Response:
             f"no recent request {request_id!r} for this key (kept for an hour, newest 10,000)",
             param="id",
         )
-    return _json({"data": generation_body(record)})
+    return json_response({"data": generation_body(record)})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     if gateway.draining:
-        return _json({"status": "draining"}, status=503)
+        return json_response({"status": "draining"}, status=503)
     if not gateway.ready:
-        return _json({"status": "starting"}, status=503)
-    return _json({"status": "ready", "config_generation": gateway.table.generation})
+        return json_response({"status": "starting"}, status=503)
+    return json_response({"status": "ready", "config_generation": gateway.table.generation})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[GATEWAY].metrics.render()
+    gateway = request.app[GATEWAY]
+    for rule in gateway.table.budgets.values():
+        status = await gateway.ledger.status(rule)
+        gateway.metrics.budget_spent(rule.id, status.spent)
+    body, content_type = gateway.metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
@@ -92,5 +96,7 @@ async def admin_reload(request: web.Request) -> web.Response:
     require_master_key(request)
     ok, message = await request.app[GATEWAY].reload()
     if not ok:
-        return _json({"reloaded": False, "error": message}, status=422)
-    return _json({"reloaded": True, "config_generation": request.app[GATEWAY].table.generation})
+        return json_response({"reloaded": False, "error": message}, status=422)
+    return json_response(
+        {"reloaded": True, "config_generation": request.app[GATEWAY].table.generation}
+    )

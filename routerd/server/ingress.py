@@ -18,6 +18,7 @@ from aiohttp import web
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.canonical import CanonicalRequest, ToolNameMap, TranslationError
 from routerd.formats.codecs import INGRESS, WIRE, IngressCodec
+from routerd.server.admission import admit, estimate
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.gateway import Gateway
@@ -26,7 +27,7 @@ from routerd.server.pipeline import (
     GATEWAY,
     Prepared,
     first_answer,
-    read_json_body,
+    read_json,
 )
 from routerd.server.sse_relay import ChatUsageFilter
 from routerd.server.translate import (
@@ -150,11 +151,12 @@ async def _answer(request: web.Request, ctx: RequestContext, call: _Request) -> 
 async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request[REQUEST_ID], spec.name, gateway.table)
-    with metered(gateway, ctx):
+    async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
-        body = await read_json_body(request)
+        body, raw = await read_json(request)
         ctx.model, ctx.stream = spec.check(body)
         ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        await admit(gateway, ctx, estimate(raw, body), [ctx.route])
         return await _answer(request, ctx, _Request(spec, body, gateway, ctx.route))
 
 

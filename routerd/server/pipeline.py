@@ -30,6 +30,12 @@ _RETRYABLE = {
 
 
 async def read_json_body(request: web.Request) -> dict[str, Any]:
+    body, _ = await read_json(request)
+    return body
+
+
+async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
+    """The request's JSON object and its raw bytes (their length bounds the prompt tokens)."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -45,7 +51,7 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise RouterdError(ErrorCode.invalid_request, "request body must be a JSON object")
-    return body
+    return body, raw
 
 
 def candidates(route: ModelRoute) -> list[DeploymentRoute]:
@@ -112,8 +118,11 @@ async def first_answer(
 
 
 def response_headers(ctx: RequestContext) -> dict[str, str]:
-    return {
+    headers = {
         "X-Request-Id": ctx.request_id,
         "x-routerd-provider": ctx.provider or "",
         "x-routerd-model": ctx.route.id if ctx.route else "",
     }
+    if ctx.rate is not None:
+        headers.update(ctx.rate.headers())
+    return headers
