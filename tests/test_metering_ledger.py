@@ -1,0 +1,227 @@
+"""The ledger on its own: reservations against budget windows with an injected clock, settle,
+per-key usage, journal replay (torn lines, window filtering) and rebuild on a budget change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from routerd.config.model import BudgetConfig, BudgetScope, KeyConfig
+from routerd.metering.budgets import BudgetRule, build_rules, key_rules, model_rules
+from routerd.metering.ledger import BudgetRefusal, Ledger, Reservation, Settled
+from routerd.metering.replay import budget_targets, replay
+from routerd.metering.store import InMemoryStore
+from routerd.metering.usage import JournalRecord
+
+USD = 10**12
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def budget(
+    id: str, limit: float, period: str = "daily", scope: BudgetScope | None = None
+) -> BudgetConfig:
+    seconds = int(period[:-1]) if period.endswith("s") else None
+    return BudgetConfig(id, limit, period, seconds, scope or BudgetScope("global"))
+
+
+def key(id: str, user: str | None = None, tags: tuple[str, ...] = (), budgets=()) -> KeyConfig:  # type: ignore[no-untyped-def]
+    return KeyConfig(id=id, sha256="0" * 64, user=user, tags=tags, budgets=tuple(budgets))
+
+
+def done(cost: int, key_id: str = "k1", model: str = "m/a", rid: str = "r") -> Settled:
+    return Settled(rid, key_id, "alice", ("search",), model, cost)
+
+
+async def test_reserve_refuses_when_the_worst_case_does_not_fit() -> None:
+    rules = build_rules([budget("b", 1.0)], [])
+    ledger = Ledger(InMemoryStore(), Clock(datetime(2026, 11, 24, 12, tzinfo=UTC)))
+    ledger.use_rules(rules)
+    first = await ledger.reserve([rules["b"]], 600_000_000_000)
+    assert isinstance(first, Reservation)
+    second = await ledger.reserve([rules["b"]], 600_000_000_000)
+    assert isinstance(second, BudgetRefusal)
+    assert (second.rule.id, second.reserved, second.spent) == ("b", 600_000_000_000, 0)
+    assert second.window.end == datetime(2026, 11, 25, tzinfo=UTC)
+    await ledger.settle(first, done(100_000_000_000))  # the exact cost frees the rest
+    assert isinstance(await ledger.reserve([rules["b"]], 600_000_000_000), Reservation)
+    status = await ledger.status(rules["b"])
+    assert (status.spent, status.reserved) == (100_000_000_000, 600_000_000_000)
+
+
+async def test_daily_window_resets_at_utc_midnight_and_a_late_settle_stays_in_its_window() -> None:
+    clock = Clock(datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC))
+    rules = build_rules([budget("day", 1.0)], [])
+    ledger = Ledger(InMemoryStore(), clock)
+    ledger.use_rules(rules)
+    held = await ledger.reserve([rules["day"]], USD // 2)
+    assert isinstance(held, Reservation)
+    clock.now = datetime(2026, 11, 25, 0, 0, 0, tzinfo=UTC)  # the boundary itself: a new window
+    status = await ledger.status(rules["day"])
+    assert (status.spent, status.reserved) == (0, 0)
+    assert status.window.start == datetime(2026, 11, 25, tzinfo=UTC)
+    await ledger.settle(held, done(USD // 4))
+    assert (await ledger.status(rules["day"])).spent == 0  # settled into the 24th
+    clock.now -= timedelta(seconds=1)
+    assert (await ledger.status(rules["day"])).spent == USD // 4
+
+
+async def test_seconds_period_windows_are_epoch_aligned() -> None:
+    clock = Clock(datetime(2026, 11, 24, 10, 0, 59, tzinfo=UTC))
+    rules = build_rules([budget("minute", 0.000001, "60s")], [])
+    ledger = Ledger(InMemoryStore(), clock)
+    ledger.use_rules(rules)
+    held = await ledger.reserve([rules["minute"]], 1_000_000)
+    assert isinstance(held, Reservation)
+    await ledger.settle(held, done(1_000_000))
+    assert isinstance(await ledger.reserve([rules["minute"]], 1), BudgetRefusal)
+    clock.now += timedelta(seconds=1)  # 10:01:00 starts a new 60 s window
+    assert isinstance(await ledger.reserve([rules["minute"]], 1_000_000), Reservation)
+
+
+def test_scopes_and_listing_decide_which_budgets_apply() -> None:
+    budgets = [
+        budget("g", 1, scope=BudgetScope("global")),
+        budget("k", 1, scope=BudgetScope("key", "k1")),
+        budget("u", 1, scope=BudgetScope("user", "alice")),
+        budget("t", 1, scope=BudgetScope("tag", "search")),
+        budget("m", 1, scope=BudgetScope("model", "openai/gpt-5*")),
+        budget("pool", 1, scope=BudgetScope("listed")),
+        budget("orphan", 1, scope=BudgetScope("listed")),
+    ]
+    k1 = key("k1", "alice", ("search",), ["pool"])
+    k2 = key("k2", "bob")
+    rules = build_rules(budgets, [k1, k2])
+    assert sorted(r.id for r in key_rules(k1, rules)) == ["g", "k", "pool", "t", "u"]
+    assert sorted(r.id for r in key_rules(k2, rules)) == ["g"]
+    assert [r.id for r in model_rules("openai/gpt-5-mini", rules)] == ["m"]
+    assert model_rules("openai/gpt-4.1", rules) == ()
+    assert rules["k"].error_code.name == "key_limit_exceeded"
+    assert rules["pool"].error_code.name == "key_limit_exceeded"
+    assert rules["t"].error_code.name == "insufficient_credits"
+
+
+def test_counter_id_changes_with_period_or_scope_but_not_with_the_limit() -> None:
+    base = build_rules([budget("b", 1)], [])["b"].counter
+    assert build_rules([budget("b", 99)], [])["b"].counter == base
+    assert build_rules([budget("b", 1, "weekly")], [])["b"].counter != base
+    tagged = budget("b", 1, scope=BudgetScope("tag", "x"))
+    assert build_rules([tagged], [])["b"].counter != base
+
+
+def write_journal(directory: Path, rows: list[tuple[datetime, str, str, int]]) -> None:
+    """(ts, key_id, resolved_model, cost) rows as real journal lines."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, (ts, key_id, model, cost) in enumerate(rows):
+        record = JournalRecord(
+            ts=ts, request_id=f"req-{i}", key_id=key_id, user="alice", tags=("search",),
+            ingress="chat_completions", model=model, resolved_model=model, status=200,
+            latency_ms=1, config_generation=1, cost_pico_usd=cost, prompt_tokens=10,
+            completion_tokens=5,
+        )  # fmt: skip
+        path = directory / f"usage-{ts.date().isoformat()}.jsonl"
+        with path.open("ab") as handle:
+            handle.write(record.to_json_line())
+
+
+def rules_of(*budgets: BudgetConfig) -> dict[str, BudgetRule]:
+    return build_rules(budgets, [])
+
+
+def test_replay_sums_only_records_inside_each_window_and_skips_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    write_journal(
+        tmp_path,
+        [
+            (datetime(2026, 11, 23, 23, 59, 59, 999000, tzinfo=UTC), "k1", "m/a", 1),  # yesterday
+            (datetime(2026, 11, 24, 0, 0, tzinfo=UTC), "k1", "m/a", 10),
+            (datetime(2026, 11, 24, 11, 59, tzinfo=UTC), "k2", "m/b", 100),
+            (datetime(2026, 11, 2, 8, tzinfo=UTC), "k1", "m/a", 1000),  # this month, not week
+        ],
+    )
+    with (tmp_path / "usage-2026-11-24.jsonl").open("ab") as handle:
+        handle.write(b'{"ts": "2026-11-24T11:00:00.000Z", "key_id": "k1", "cost_pico_u')  # torn
+    rules = rules_of(
+        budget("day", 1),
+        budget("week", 1, "weekly"),
+        budget("month", 1, "monthly"),
+        budget("k1-day", 1, scope=BudgetScope("key", "k1")),
+        budget("model-b", 1, "total", BudgetScope("model", "m/b")),
+    )
+    result = replay(tmp_path, budget_targets(rules.values(), now), now)
+    spend = {counter.split("#")[0]: v for (counter, _), v in result.spend.items()}
+    assert spend == {
+        "budget:day": 110,
+        "budget:week": 111,
+        "budget:month": 1111,
+        "budget:k1-day": 10,
+        "budget:model-b": 100,
+    }
+    assert (result.lines, result.skipped) == (4, 1)
+
+
+async def test_rebuild_fills_budgets_and_key_usage_from_the_journal(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    write_journal(
+        tmp_path,
+        [
+            (datetime(2026, 11, 24, 1, tzinfo=UTC), "k1", "m/a", 7),
+            (datetime(2026, 11, 20, 1, tzinfo=UTC), "k1", "m/a", 5),  # last week, this month
+        ],
+    )
+    rules = rules_of(budget("day", 1))
+    ledger = Ledger(InMemoryStore(), Clock(now))
+    ledger.use_rules(rules)
+    await ledger.rebuild(tmp_path, rules.values(), ["k1", "k2"])
+    assert (await ledger.status(rules["day"])).spent == 7
+    assert await ledger.key_usage("k1") == {"daily": 7, "weekly": 7, "monthly": 12, "total": 12}
+    assert await ledger.key_usage("k2") == {"daily": 0, "weekly": 0, "monthly": 0, "total": 0}
+
+
+async def test_a_changed_period_is_rebuilt_and_settlements_during_the_scan_are_kept(
+    tmp_path: Path,
+) -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)  # a Tuesday
+    write_journal(
+        tmp_path,
+        [
+            (datetime(2026, 11, 24, 1, tzinfo=UTC), "k1", "m/a", 7),
+            (datetime(2026, 11, 23, 1, tzinfo=UTC), "k1", "m/a", 5),  # Monday: same week
+        ],
+    )
+    daily = rules_of(budget("b", 1))
+    ledger = Ledger(InMemoryStore(), Clock(now))
+    ledger.use_rules(daily)
+    await ledger.rebuild(tmp_path, daily.values(), [])
+    assert (await ledger.status(daily["b"])).spent == 7
+    weekly = rules_of(budget("b", 1, "weekly"))
+    assert ledger.new_rules(weekly) == [weekly["b"]]
+
+    async def flush_and_settle() -> None:  # a request finishes while the reload scans
+        await ledger.settle(None, done(3, rid="late"))
+
+    await ledger.rebuild_for_reload(tmp_path, ledger.new_rules(weekly), flush_and_settle)
+    ledger.use_rules(weekly)
+    assert (await ledger.status(weekly["b"])).spent == 7 + 5 + 3
+    assert ledger.new_rules(weekly) == []
+
+
+async def test_a_request_admitted_before_a_reload_also_counts_in_the_new_budget() -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    old = rules_of(budget("b", 1))
+    ledger = Ledger(InMemoryStore(), Clock(now))
+    ledger.use_rules(old)
+    held = await ledger.reserve([old["b"]], 100)
+    assert isinstance(held, Reservation)
+    new = rules_of(budget("b", 1, "weekly"))
+    ledger.use_rules(new)  # swapped while the request was in flight
+    await ledger.settle(held, done(40))
+    assert (await ledger.status(new["b"])).spent == 40
