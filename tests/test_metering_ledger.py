@@ -225,3 +225,15 @@ async def test_a_request_admitted_before_a_reload_also_counts_in_the_new_budget(
     ledger.use_rules(new)  # swapped while the request was in flight
     await ledger.settle(held, done(40))
     assert (await ledger.status(new["b"])).spent == 40
+
+
+def test_a_budget_without_scope_that_no_key_lists_is_a_load_warning(tmp_path: Path) -> None:
+    from routerd.config.load import load_all
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "cfg", None, alias_target="echo/echo-1")
+    (tmp_path / "cfg" / "budgets.yaml").write_text(
+        "budgets:\n  - {id: orphan, limit_usd: 5, period: daily}\n"
+    )
+    loaded = load_all(config)
+    assert "budget orphan has no scope and no key lists it: it counts nothing" in loaded.warnings

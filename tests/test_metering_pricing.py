@@ -155,8 +155,12 @@ def test_usage_from_openai_tolerates_missing_pieces(raw: dict[str, Any] | None) 
     assert usage.prompt_tokens == (10 if raw else 0)
 
 
-def test_journal_record_fields_are_exactly_the_design_fields() -> None:
-    assert [f.name for f in dataclasses.fields(JournalRecord)] == DESIGN_FIELDS
+# Fields added after DESIGN.md's line, in order (the contract: fields are only ever added).
+ADDED_FIELDS = ["usage_estimated"]
+
+
+def test_journal_record_fields_are_the_design_fields_then_the_added_ones() -> None:
+    assert [f.name for f in dataclasses.fields(JournalRecord)] == DESIGN_FIELDS + ADDED_FIELDS
 
 
 def test_journal_line_matches_the_contract() -> None:
@@ -165,7 +169,7 @@ def test_journal_line_matches_the_contract() -> None:
     assert line.count(b"\n") == 1
     assert b" " not in line  # compact
     parsed = orjson.loads(line)
-    assert list(parsed) == DESIGN_FIELDS
+    assert list(parsed) == DESIGN_FIELDS + ADDED_FIELDS
     assert parsed["ts"] == "2026-11-24T10:00:00.123Z"
     assert parsed["tags"] == ["search"]
     assert parsed["cost_pico_usd"] == 68_800_000

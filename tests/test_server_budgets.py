@@ -261,3 +261,33 @@ async def test_key_endpoint_needs_a_valid_key_and_admin_endpoints_the_master_key
         async with http.get(f"{rd.url}/admin/usage?group_by=nope", headers=headers) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]["param"] == "group_by"
+
+
+async def test_a_client_gone_mid_stream_is_metered_for_what_was_streamed(
+    cfg: Path, fake_upstream: FakeOpenAI
+) -> None:
+    set_budgets(cfg, [{"id": "team-cap", "limit_usd": 1, "period": "daily"}], budgets=["team-cap"])
+    fake_upstream.mode = "slow_stream"
+    body = {
+        "model": "fake/gpt-test",
+        "stream": True,
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "y" * 400}],
+    }
+    async with serve(cfg, fake_upstream) as rd:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {TEAM_KEY}", "Content-Type": "application/json"}
+            payload = json.dumps(body).encode()
+            async with http.post(
+                f"{rd.url}/v1/chat/completions", data=payload, headers=headers
+            ) as resp:
+                assert resp.status == 200
+                first = await resp.content.readuntil(b"\n\n")
+                assert first.startswith(b"data: ")
+        (line,) = await rd.wait_journal(1)
+        assert line["status"] == 499 and line["usage_estimated"] is True
+        assert line["completion_tokens"] >= 1
+        assert line["prompt_tokens"] == len(payload) // 4  # the estimate: request bytes / 4
+        assert line["cost_pico_usd"] > 0
+        (cap,) = (await admin_get(rd, "/admin/budgets"))["data"]
+        assert cap["spent_pico_usd"] == line["cost_pico_usd"] and cap["reserved_usd"] == 0

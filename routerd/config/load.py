@@ -465,6 +465,12 @@ def load_all(config_path: Path) -> LoadedConfig:
     problems += key_problems + budget_problems + _reference_problems(keys, budgets)
     if problems or catalog is None:
         raise ConfigError(problems)
+    listed = {name for key in keys for name in key.budgets}
+    warnings += [
+        f"budget {b.id} has no scope and no key lists it: it counts nothing"
+        for b in budgets
+        if b.scope.kind == "listed" and b.id not in listed
+    ]
     return LoadedConfig(
         daemon=daemon,
         catalog=catalog,

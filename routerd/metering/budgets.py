@@ -6,7 +6,7 @@ Owns the meaning of a budget's scope, computed once per table build (never per r
   for every request in that scope;
 - a key that lists a budget (`budgets: [id]` in keys.yaml) adds its requests to that budget;
 - no `scope` in the file (`listed`): the budget counts only the keys that list it (a pool shared
-  by those keys; a budget no key lists applies to nothing, and `routerd check` says so).
+  by those keys; a budget no key lists applies to nothing, and loading warns about it).
 
 A rule's ledger counter id carries a fingerprint of everything that decides which requests it
 counts (period and scope, the listing keys), so a reload that changes them starts a fresh counter
@@ -123,8 +123,3 @@ def model_rules(model_id: str, rules: dict[str, BudgetRule]) -> tuple[BudgetRule
         for rule in rules.values()
         if rule.config.scope.kind == "model" and rule.counts(None, None, (), model_id)
     )
-
-
-def unused_budgets(rules: dict[str, BudgetRule]) -> list[str]:
-    """Budgets with no scope that no key lists: they count nothing (a `check` warning)."""
-    return [r.id for r in rules.values() if r.config.scope.kind == "listed" and not r.listed_by]

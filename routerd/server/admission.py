@@ -117,6 +117,7 @@ async def admit(
     """Take the rate-limit hit and the budget hold for `ctx`, or raise the refusal."""
     key = ctx.key
     assert key is not None
+    ctx.prompt_estimate = est.prompt_bound // 4
     if key.rate_scopes:
         decision = await gateway.limiter.check_scopes(key.rate_scopes, est.rate_tokens)
         ctx.rate = decision

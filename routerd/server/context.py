@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,8 @@ class RequestContext:
     attempts: int = 0
     rate: RateDecision | None = None
     reservation: Reservation | None = None
+    prompt_estimate: int = 0  # tokens (bytes / 4), for a stream cut before its usage arrived
+    frames_sent: int = 0  # SSE events written to the client
 
     def fail(self, err: RouterdError) -> None:
         self.status = err.status
@@ -56,6 +59,19 @@ class RequestContext:
     def first_byte(self) -> None:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.started
+
+
+def streamed_usage(usage: Usage, ctx: RequestContext) -> Usage:
+    """A stream that ended early (client gone, upstream failed): meter what was streamed.
+
+    The prompt was sent in full: the upstream's count if it arrived, else the bytes / 4 estimate.
+    Output: at least one token per event written to the client.
+    """
+    return dataclasses.replace(
+        usage,
+        prompt_tokens=usage.prompt_tokens or ctx.prompt_estimate,
+        completion_tokens=max(usage.completion_tokens, ctx.frames_sent),
+    )
 
 
 async def _settle(gateway: Gateway, ctx: RequestContext, record: JournalRecord) -> None:
@@ -77,7 +93,10 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
     """Meter one finished request: settle, cost, journal line, metrics, one log event."""
     elapsed = time.perf_counter() - ctx.started
     usage = ctx.usage or Usage()
-    cost = cost_pico(usage, ctx.route.prices) if ctx.route and ctx.usage else 0
+    estimated = ctx.frames_sent > 0 and ctx.status >= 400
+    if estimated:
+        usage = streamed_usage(usage, ctx)
+    cost = cost_pico(usage, ctx.route.prices) if ctx.route and (ctx.usage or estimated) else 0
     key = ctx.key.config if ctx.key else None
     record = JournalRecord(
         ts=ctx.ts,
@@ -97,6 +116,7 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
         ttft_ms=round(ctx.ttft * 1000) if ctx.ttft is not None else None,
         attempts=ctx.attempts,
         config_generation=ctx.table.generation,
+        usage_estimated=estimated,
     )
     record.set_usage(usage, cost)
     gateway.generations.put(record)

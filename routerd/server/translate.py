@@ -181,6 +181,7 @@ async def relay_stream(
                 ctx.first_byte()
                 out = translator.feed(chunk)
                 if out:
+                    ctx.frames_sent += out.count(b"\n\n")
                     await response.write(out)
             tail = translator.finish()
             if tail:
