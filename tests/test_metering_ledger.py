@@ -237,3 +237,45 @@ def test_a_budget_without_scope_that_no_key_lists_is_a_load_warning(tmp_path: Pa
     )
     loaded = load_all(config)
     assert "budget orphan has no scope and no key lists it: it counts nothing" in loaded.warnings
+
+
+def test_closed_days_are_summarized_once_and_a_changed_file_is_parsed_again(
+    tmp_path: Path,
+) -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    rows = [(datetime(2026, 11, d, h, tzinfo=UTC), f"k{h % 3}", "m/a", d * 100 + h) for d in
+            range(1, 25) for h in (0, 13, 23)]  # fmt: skip
+    write_journal(tmp_path, rows)
+    rules = rules_of(budget("month", 1, "monthly"), budget("week", 1, "weekly"),
+                     budget("k1", 1, "monthly", BudgetScope("key", "k1")))  # fmt: skip
+    targets = budget_targets(rules.values(), now)
+    cold = replay(tmp_path, targets, now)
+    summaries = sorted(p.name for p in (tmp_path / ".summaries").iterdir())
+    assert len(summaries) == 23 and "usage-2026-11-24.jsonl.sum.json" not in summaries
+    warm = replay(tmp_path, targets, now)
+    assert warm.spend == cold.spend and warm.lines == cold.lines == len(rows)
+    expected_month = sum(cost for _, _, _, cost in rows)
+    spend = {counter.split("#")[0]: v for (counter, _), v in cold.spend.items()}
+    assert spend["budget:month"] == expected_month
+    assert spend["budget:week"] == sum(c for ts, _, _, c in rows if ts.day >= 23)
+    write_journal(tmp_path, [(datetime(2026, 11, 3, 5, tzinfo=UTC), "k1", "m/a", 7)])
+    again = replay(tmp_path, targets, now)
+    spend = {counter.split("#")[0]: v for (counter, _), v in again.spend.items()}
+    assert spend["budget:month"] == expected_month + 7
+    assert spend["budget:k1"] == sum(c for _, k, _, c in rows if k == "k1") + 7
+
+
+def test_a_seconds_window_inside_a_day_is_exact_without_day_summaries(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
+    write_journal(
+        tmp_path,
+        [
+            (datetime(2026, 11, 24, 11, 59, 59, tzinfo=UTC), "k1", "m/a", 1),
+            (datetime(2026, 11, 24, 12, 0, tzinfo=UTC), "k1", "m/a", 10),
+            (datetime(2026, 11, 24, 12, 59, tzinfo=UTC), "k1", "m/a", 100),
+        ],
+    )
+    rules = rules_of(budget("hour", 1, "3600s"), budget("odd", 1, "90s"))
+    result = replay(tmp_path, budget_targets(rules.values(), now), now)
+    spend = {counter.split("#")[0]: v for (counter, _), v in result.spend.items()}
+    assert spend == {"budget:hour": 110}  # 12:29:30-12:31:00 holds nothing

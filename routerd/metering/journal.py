@@ -85,6 +85,11 @@ def journal_files(
     ]
 
 
+def journal_days(directory: Path, since: date | None = None) -> list[tuple[date, Path]]:
+    """(UTC day, path) of every journal file from `since` on, by day then rollover index."""
+    return [(day, path) for day, _index, path in _scan(directory) if since is None or day >= since]
+
+
 def _iter_file(path: Path) -> Iterator[dict[str, Any]]:
     loads, invalid = orjson.loads, orjson.JSONDecodeError
     try:

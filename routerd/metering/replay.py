@@ -6,8 +6,9 @@ tokens per key (to refill rate-limit buckets). It does no ledger I/O: the ledger
 result. Blocking file reads; callers run it in a thread.
 
 Speed: records are first grouped by (key, user, tags, model, time bucket), so the budget rules
-are evaluated once per group, not once per line. The bucket is the minute (`ts[:16]`) when every
-window boundary falls on a minute, else the whole timestamp. Timestamps are compared as strings:
+are evaluated once per group, not once per line. The bucket is the UTC day (`ts[:10]`) when every
+window boundary falls on midnight (daily, weekly, monthly, total and whole-day `<N>s` periods),
+the minute when they fall on a minute, else the whole timestamp. Timestamps are compared as strings:
 `format_ts` writes fixed-width UTC (`2026-11-24T10:00:00.123Z`), so string order is time order.
 """
 
@@ -15,18 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
 from routerd.metering.budgets import BudgetRule
-from routerd.metering.journal import journal_files
+from routerd.metering.journal import journal_days
+from routerd.metering.summaries import Group as _Group
+from routerd.metering.summaries import Summary, load_summary, write_summary
 from routerd.metering.usage import format_ts
 from routerd.metering.windows import Window, window_for
 
 USAGE_PERIODS = ("daily", "weekly", "monthly", "total")
-_READ_BYTES = 8 * 1024 * 1024
 RATE_WINDOW = timedelta(seconds=60)
 
 
@@ -75,9 +77,6 @@ class ReplayResult:
     files: int = 0
 
 
-_Group = tuple[str | None, str | None, tuple[str, ...], str, str]
-
-
 def _since(targets: Iterable[Target]) -> date | None:
     """The first journal day any target needs; `None` (every file) if one never resets."""
     starts = [t.window.start for t in targets]
@@ -86,51 +85,61 @@ def _since(targets: Iterable[Target]) -> date | None:
     return min(s.date() for s in starts if s is not None)
 
 
-def _minute_aligned(targets: Iterable[Target]) -> bool:
-    for t in targets:
-        for edge in (t.window.start, t.window.end):
-            if edge is not None and (edge.second or edge.microsecond):
-                return False
-    return True
+def _bucket_len(targets: Iterable[Target]) -> int:
+    """How much of `ts` to group by: the day, the minute or all of it, by the window edges."""
+    edges = [e for t in targets for e in (t.window.start, t.window.end) if e is not None]
+    if all(not (e.hour or e.minute or e.second or e.microsecond) for e in edges):
+        return 10
+    if all(not (e.second or e.microsecond) for e in edges):
+        return 16
+    return 24
 
 
-def _read_groups(
-    paths: list[Path], bucket_len: int, result: ReplayResult, ids_since: str | None
-) -> dict[_Group, list[int]]:
-    """Sum every parsable record into its group: [cost_pico, requests, tokens]."""
+_PAD = {10: "T00:00:00.000Z", 16: ":00.000Z", 24: ""}
+
+
+def _parse_file(
+    path: Path, bucket_len: int, result: ReplayResult, ids_since: str | None, rate_since: str
+) -> dict[_Group, list[int]] | None:
+    """Sum every parsable record of one file into its group: [cost_pico, requests, tokens].
+
+    A group's bucket is the start of its time slice as a full timestamp. The last minute's
+    requests and tokens per key go to `result.recent`. `None` if the file vanished.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
     groups: dict[_Group, list[int]] = {}
-    loads, invalid = orjson.loads, orjson.JSONDecodeError
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+    loads, invalid, pad = orjson.loads, orjson.JSONDecodeError, _PAD[bucket_len]
+    for line in data.split(b"\n"):
+        if not line:
             continue
-        result.files += 1
-        for line in data.split(b"\n"):
-            if not line:
-                continue
-            try:
-                rec = loads(line)
-                ts = rec["ts"]
-                key = (
-                    rec.get("key_id"), rec.get("user"), tuple(rec.get("tags") or ()),
-                    rec.get("resolved_model") or "", ts[:bucket_len],
-                )  # fmt: skip
-                cost = int(rec.get("cost_pico_usd") or 0)
-                tokens = int(rec.get("prompt_tokens") or 0) + int(rec.get("completion_tokens") or 0)
-            except (invalid, KeyError, TypeError, ValueError, AttributeError):
-                result.skipped += 1
-                continue
-            result.lines += 1
-            if ids_since is not None and ts >= ids_since:
-                result.request_ids.add(str(rec.get("request_id")))
-            acc = groups.get(key)
-            if acc is None:
-                groups[key] = [cost, 1, tokens]
-            else:
-                acc[0] += cost
-                acc[1] += 1
-                acc[2] += tokens
+        try:
+            rec = loads(line)
+            ts = rec["ts"]
+            key = (
+                rec.get("key_id"), rec.get("user"), tuple(rec.get("tags") or ()),
+                rec.get("resolved_model") or "", ts[:bucket_len] + pad,
+            )  # fmt: skip
+            cost = int(rec.get("cost_pico_usd") or 0)
+            tokens = int(rec.get("prompt_tokens") or 0) + int(rec.get("completion_tokens") or 0)
+        except (invalid, KeyError, TypeError, ValueError, AttributeError):
+            result.skipped += 1
+            continue
+        result.lines += 1
+        if ids_since is not None and ts >= ids_since:
+            result.request_ids.add(str(rec.get("request_id")))
+        if ts >= rate_since and key[0] is not None:
+            got = result.recent.get(key[0], (0, 0))
+            result.recent[key[0]] = (got[0] + 1, got[1] + tokens)
+        acc = groups.get(key)
+        if acc is None:
+            groups[key] = [cost, 1, tokens]
+        else:
+            acc[0] += cost
+            acc[1] += 1
+            acc[2] += tokens
     return groups
 
 
@@ -139,6 +148,45 @@ def _counts(target: Target, group: _Group) -> bool:
     if target.rule is None:
         return key_id == target.key_id
     return target.rule.counts(key_id, user, tags, model)
+
+
+def _whole_day(day: date, targets: Iterable[Target]) -> bool:
+    """Whether no target window starts or ends inside `day` (so a per-day sum is exact)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
+    for t in targets:
+        for edge in (t.window.start, t.window.end):
+            if edge is not None and start < edge < end:
+                return False
+    return True
+
+
+def _file_groups(
+    path: Path, day: date, targets: list[Target], result: ReplayResult, plan: _Plan
+) -> dict[_Group, list[int]] | None:
+    """One file's groups: from its day summary when that is exact and current, else parsed."""
+    closed = day < plan.raw_from and _whole_day(day, targets)
+    if closed:
+        cached = load_summary(path)
+        if cached is not None:
+            result.lines += cached.lines
+            result.skipped += cached.skipped
+            return cached.groups
+        before = (result.lines, result.skipped)
+        groups = _parse_file(path, 10, result, None, plan.rate_since)
+        if groups is not None:
+            lines, skipped = result.lines - before[0], result.skipped - before[1]
+            write_summary(path, Summary(groups, lines, skipped))
+        return groups
+    return _parse_file(path, plan.bucket_len, result, plan.ids_since, plan.rate_since)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    bucket_len: int
+    rate_since: str
+    ids_since: str | None
+    raw_from: date  # files of this day and later are always parsed (they may still grow)
 
 
 def replay(
@@ -151,36 +199,52 @@ def replay(
 
     `recent` gets each key's requests and tokens of the last minute before `now`;
     `request_ids` the ids of records at or after `ids_since` (to de-duplicate records that
-    were settled while the replay ran).
+    were settled while the replay ran). Closed days are read from their summaries
+    (`summaries.py`) when those match the file, and summarized when they do not.
     """
     result = ReplayResult()
     if not targets:
         return result
     since = _since(targets)
-    rate_since = format_ts(now - RATE_WINDOW)
+    rate_start = now - RATE_WINDOW
     if since is not None:
-        since = min(since, (now - RATE_WINDOW).date())
-    bucket_len = 16 if _minute_aligned(targets) else 24
-    paths = journal_files(directory, since=since)
-    ids_from = format_ts(ids_since) if ids_since is not None else None
-    groups = _read_groups(paths, bucket_len, result, ids_from)
-    cut = bucket_len
-    bounds = {id(t): (t.bounds[0][:cut], t.bounds[1][:cut]) for t in targets}
+        since = min(since, rate_start.date())
+    raw_from = min(rate_start.date(), ids_since.date() if ids_since else now.date())
+    plan = _Plan(
+        _bucket_len(targets), format_ts(rate_start),
+        format_ts(ids_since) if ids_since is not None else None, raw_from,
+    )  # fmt: skip
+    groups: dict[_Group, list[int]] = {}
+    for day, path in journal_days(directory, since):
+        found = _file_groups(path, day, targets, result, plan)
+        if found is None:
+            continue
+        result.files += 1
+        for group, (cost, requests, tokens) in found.items():
+            acc = groups.get(group)
+            if acc is None:
+                groups[group] = [cost, requests, tokens]
+            else:
+                acc[0] += cost
+                acc[1] += requests
+                acc[2] += tokens
+    _apply(groups, targets, result)
+    return result
+
+
+def _apply(groups: dict[_Group, list[int]], targets: list[Target], result: ReplayResult) -> None:
+    bounds = {id(t): t.bounds for t in targets}
     by_who: dict[tuple[str | None, str | None, tuple[str, ...], str], list[Target]] = {}
-    rate_from = rate_since[:cut]
-    for group, (cost, requests, tokens) in groups.items():
+    for group, (cost, _requests, _tokens) in groups.items():
+        if not cost:
+            continue
         who = (group[0], group[1], group[2], group[3])
         matching = by_who.get(who)
         if matching is None:
             matching = by_who[who] = [t for t in targets if _counts(t, group)]
         bucket = group[4]
-        if cost:
-            for target in matching:
-                low, high = bounds[id(target)]
-                if low <= bucket < high:
-                    slot = (target.counter, target.window.start)
-                    result.spend[slot] = result.spend.get(slot, 0) + cost
-        if bucket >= rate_from and group[0] is not None:
-            got = result.recent.get(group[0], (0, 0))
-            result.recent[group[0]] = (got[0] + requests, got[1] + tokens)
-    return result
+        for target in matching:
+            low, high = bounds[id(target)]
+            if low <= bucket < high:
+                slot = (target.counter, target.window.start)
+                result.spend[slot] = result.spend.get(slot, 0) + cost
