@@ -7,8 +7,11 @@ batch, and applies the fsync policy (blocking fsync runs in a thread). `journal_
 `iter_journal` read the files back, skipping torn or invalid lines.
 
 Robustness choices:
-- `submit` never drops: when the queue is full it schedules an awaiting `put` (counted in
-  `overflow_puts`), so a burst costs memory, never a record. `put` is the back-pressure path.
+- `put` is the request path: it waits for room when the queue is full (back-pressure: a request
+  finishes only once its line is queued, so memory stays bounded by `queue_size`). `submit`
+  never waits and never drops: when full it schedules an awaiting `put` (counted in
+  `overflow_puts`), for callers that cannot await. `flush` waits until every accepted record
+  went through a write attempt (admin usage reads and budget rebuilds use it).
 - A failed write (OSError) is reported (`on_error`, log without record content); the lines that
   did not reach the file are kept (up to `queue_size` lines) and retried with the next batch or
   about once a second, reopening the file. Lines that reached the file are never written twice.
