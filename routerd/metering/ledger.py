@@ -93,8 +93,21 @@ class _Capture:
     records: list[Settled] = field(default_factory=list)
 
 
-def _window(rule: BudgetRule, now: datetime) -> Window:
-    return window_for(rule.config.period, rule.config.period_seconds, now)
+class _Windows:
+    """The current window of each period, recomputed only when `now` leaves it."""
+
+    def __init__(self) -> None:
+        self._current: dict[tuple[str, int | None], Window] = {}
+
+    def of(self, period: str, seconds: int | None, now: datetime) -> Window:
+        window = self._current.get((period, seconds))
+        if window is not None and window.contains(now):
+            return window
+        window = self._current[(period, seconds)] = window_for(period, seconds, now)
+        return window
+
+    def rule(self, rule: BudgetRule, now: datetime) -> Window:
+        return self.of(rule.config.period, rule.config.period_seconds, now)
 
 
 def unique_rules(*groups: Iterable[BudgetRule]) -> tuple[BudgetRule, ...]:
@@ -115,6 +128,7 @@ class Ledger:
         self._rules: dict[str, BudgetRule] = {}
         self._counters: frozenset[str] = frozenset()
         self._capture: _Capture | None = None
+        self._windows = _Windows()
 
     def use_rules(self, rules: dict[str, BudgetRule]) -> None:
         """The budgets of the table now serving (called at the swap; cannot fail)."""
@@ -127,7 +141,7 @@ class Ledger:
         if not rules:
             return Reservation(None, (), amount)
         now = self.clock()
-        windows = [_window(rule, now) for rule in rules]
+        windows = [self._windows.rule(rule, now) for rule in rules]
         charges = [
             Charge(rule.counter, window.start, amount, rule.limit_pico)
             for rule, window in zip(rules, windows, strict=True)
@@ -153,7 +167,7 @@ class Ledger:
                 await self._add_unheld(done, held, now)
             if done.key_id is not None:
                 for period in USAGE_PERIODS:
-                    start = window_for(period, None, now).start
+                    start = self._windows.of(period, None, now).start
                     await self.store.add_spend(usage_counter(done.key_id, period), start, done.cost)
         if self._capture is not None:
             self._capture.records.append(done)
@@ -163,7 +177,9 @@ class Ledger:
             if rule.counter not in held and rule.counts(
                 done.key_id, done.user, done.tags, done.model
             ):
-                await self.store.add_spend(rule.counter, _window(rule, now).start, done.cost)
+                await self.store.add_spend(
+                    rule.counter, self._windows.rule(rule, now).start, done.cost
+                )
 
     async def release(self, reservation: Reservation | None) -> None:
         if reservation is not None and reservation.id is not None:
@@ -172,7 +188,7 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------------
 
     async def status(self, rule: BudgetRule) -> BudgetStatus:
-        window = _window(rule, self.clock())
+        window = self._windows.rule(rule, self.clock())
         state = await self.store.read(rule.counter, window.start)
         return BudgetStatus(rule, window, state.spent, state.reserved)
 
@@ -182,7 +198,7 @@ class Ledger:
         out = {}
         for period in USAGE_PERIODS:
             state: CounterState = await self.store.read(
-                usage_counter(key_id, period), window_for(period, None, now).start
+                usage_counter(key_id, period), self._windows.of(period, None, now).start
             )
             out[period] = state.spent
         return out
