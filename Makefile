@@ -31,8 +31,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# make bench [BENCH_ARGS="--quick | --long | --json FILE | --profile FILE"]; see tests/bench/run.py
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk >/dev/null 2>&1 \
+		|| echo "wrk not installed: using the in-tree load generator"
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

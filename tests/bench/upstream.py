@@ -4,12 +4,19 @@
 `"stream": true`, an SSE stream of N fixed chunks (plus a usage chunk when
 `stream_options.include_usage` is set) and `data: [DONE]`. `GET /health` answers 200.
 
-    python -m tests.bench.upstream --port PORT [--chunks N]
+Paced mode: when the requested model name contains `paced`, the stream's chunks are written
+`--pace-ms` apart (on an absolute schedule, so timer jitter does not accumulate) and each content
+delta is `T<monotonic ns at write> `, so a client on the same machine can compare the gaps it sees
+with the gaps the upstream actually sent (see `streams.py`). Usage and `[DONE]` follow the last
+chunk at once.
+
+    python -m tests.bench.upstream --port PORT [--chunks N] [--pace-ms 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 
 import orjson
@@ -50,7 +57,32 @@ def _chunk(delta: dict[str, object], finish: str | None, usage: object = None) -
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def build_app(chunks: int) -> web.Application:
+def _paced_chunk(index: int, last: bool) -> bytes:
+    stamp = time.monotonic_ns()
+    if last:
+        delta = "{}"
+    elif index == 0:
+        delta = f'{{"role":"assistant","content":"T{stamp} "}}'
+    else:
+        delta = f'{{"content":"T{stamp} "}}'
+    finish = '"stop"' if last else "null"
+    return (
+        'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,'
+        f'"model":"gpt-bench","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}'
+        "\n\n"
+    ).encode()
+
+
+async def _paced(resp: web.StreamResponse, chunks: int, pace: float) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(chunks):
+        if i:
+            await asyncio.sleep(max(0.0, start + i * pace - loop.time()))
+        await resp.write(_paced_chunk(i, i == chunks - 1))
+
+
+def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
     completion = _completion()
     frames = [_chunk({"role": "assistant", "content": ""}, None)]
     frames += [_chunk({"content": f"tok{i} "}, None) for i in range(max(chunks - 2, 0))]
@@ -64,8 +96,11 @@ def build_app(chunks: int) -> web.Application:
             return web.Response(body=completion, content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        for frame in frames:
-            await resp.write(frame)
+        if "paced" in str(body.get("model", "")):
+            await _paced(resp, chunks, pace_ms / 1000.0)
+        else:
+            for frame in frames:
+                await resp.write(frame)
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(usage_frame)
         await resp.write(done)
@@ -85,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--pace-ms", type=float, default=5.0)
     args = parser.parse_args()
     try:
         import uvloop
@@ -93,7 +129,7 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(
-        build_app(args.chunks),
+        build_app(args.chunks, args.pace_ms),
         host="127.0.0.1",
         port=args.port,
         access_log=None,
