@@ -1,20 +1,17 @@
 """Journal replay at startup: write N realistic journal lines, time the replay in a fresh process.
 
 `write_journal` spreads N lines (the DESIGN.md journal line shape, as `JournalRecord` writes it)
-over 30 daily files ending today. `python -m tests.bench.replay DIR` times the replay callable
-`pick()` chooses and prints one JSON line: `routerd.metering.ledger.replay_journal(DIR)` when that
-function exists (the ledger replay at startup), else a scan of
-`routerd.metering.journal.iter_journal(DIR)` summing `cost_pico_usd` per key (what a replay
-minimally does). Running it in its own process measures a cold start, as the daemon would see it.
+over 30 daily files ending today. `python -m tests.bench.replay DIR` times the daemon's startup
+replay (`Ledger.rebuild` with 1,051 budgets and 1,000 keys' usage counters) in its own process,
+twice: cold (no per-day summaries yet: every line parsed) and warm (a restart: closed days read
+from their summaries, today's file parsed), and prints one JSON line.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,38 +78,56 @@ def write_journal(directory: Path, lines: int, days: int = DAYS) -> int:
     return total
 
 
-def _scan_journal(directory: Path) -> int:
-    from routerd.metering.journal import iter_journal
+def _rules() -> list[Any]:
+    """Budgets like a real deployment's: global monthly, one weekly per tag, one daily per key."""
+    from routerd.config.model import BudgetConfig, BudgetScope
+    from routerd.metering.budgets import build_rules
 
-    spend: dict[Any, int] = {}
-    count = 0
-    for record in iter_journal(directory):
-        key = record.get("key_id")
-        spend[key] = spend.get(key, 0) + int(record.get("cost_pico_usd") or 0)
-        count += 1
-    return count
+    budgets = [BudgetConfig("org", 1e6, "monthly", None, BudgetScope("global"))]
+    budgets += [
+        BudgetConfig(f"team-{t:02d}", 1e4, "weekly", None, BudgetScope("tag", f"team-{t:02d}"))
+        for t in range(50)
+    ]
+    budgets += [
+        BudgetConfig(f"key-{k:05d}", 1e3, "daily", None, BudgetScope("key", f"key-{k:05d}"))
+        for k in range(1000)
+    ]
+    return list(build_rules(budgets, []).values())
 
 
-def pick() -> tuple[str, Callable[[Path], Any]]:
-    """The replay to time: the ledger's startup replay if it exists, else the journal scan."""
-    try:
-        ledger = importlib.import_module("routerd.metering.ledger")
-    except ImportError:
-        ledger = None
-    replay = getattr(ledger, "replay_journal", None)
-    if callable(replay):
-        return "routerd.metering.ledger.replay_journal", replay
-    return "routerd.metering.journal.iter_journal (scan, sum cost per key)", _scan_journal
+async def _rebuild(directory: Path) -> int:
+    """The daemon's startup replay: `Ledger.rebuild` over the budgets and every key's usage."""
+    from routerd.metering.ledger import Ledger
+    from routerd.metering.store import InMemoryStore
+
+    ledger = Ledger(InMemoryStore())
+    result = await ledger.rebuild(directory, _rules(), [f"key-{k:05d}" for k in range(1000)])
+    return result.lines
 
 
 def main() -> None:
+    """Time the startup replay twice: cold (no day summaries yet) and warm (a restart)."""
+    import asyncio
+    import shutil
+
     directory = Path(sys.argv[1])
-    name, replay = pick()
+    shutil.rmtree(directory / ".summaries", ignore_errors=True)
     started = time.perf_counter()
-    result = replay(directory)
-    seconds = time.perf_counter() - started
-    records = result if isinstance(result, int) else None
-    print(json.dumps({"callable": name, "seconds": seconds, "records": records}))
+    records = asyncio.run(_rebuild(directory))
+    cold = time.perf_counter() - started
+    started = time.perf_counter()
+    asyncio.run(_rebuild(directory))
+    warm = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "callable": "routerd.metering.ledger.Ledger.rebuild (1,051 budgets, 1,000 keys)",
+                "seconds": cold,
+                "warm_seconds": warm,
+                "records": records,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -134,10 +134,15 @@ def _replay(t: Table, res: dict[str, Any]) -> None:
     if not rp:
         return
     t.section(f"journal replay, {rp['lines']:,} lines / 30 files ({rp['bytes'] / 1e6:.0f} MB)")
-    t.add("replay s", routerd=rp["seconds"], spec=".2f",
-          target="<= 5 s" + ("" if rp["lines"] == 1_000_000 else " (for 1M)"),
-          ok=ok_le(rp["seconds"], 5.0) if rp["lines"] == 1_000_000 else None)  # fmt: skip
-    t.add("lines/s", routerd=rp["lines"] / rp["seconds"], spec=",.0f")
+    full = rp["lines"] == 1_000_000
+    target = "<= 5 s" + ("" if full else " (for 1M)")
+    t.add("replay s, cold (first start: every line parsed)", routerd=rp["seconds"], spec=".2f",
+          target=target, ok=ok_le(rp["seconds"], 5.0) if full else None)  # fmt: skip
+    if "warm_seconds" in rp:
+        t.add("replay s, warm (restart: closed days from summaries)", routerd=rp["warm_seconds"],
+              spec=".2f", target=target,
+              ok=ok_le(rp["warm_seconds"], 5.0) if full else None)  # fmt: skip
+    t.add("lines/s, cold", routerd=rp["lines"] / rp["seconds"], spec=",.0f")
 
 
 def build_table(res: dict[str, Any], args: argparse.Namespace) -> tuple[Table, list[str]]:
