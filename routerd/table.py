@@ -39,6 +39,7 @@ class ModelRoute:
 class KeyEntry:
     config: KeyConfig
     allowed_models: frozenset[str]
+    blocked: bool = False  # the key's user is blocked (users.yaml): 403 at authentication
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +139,12 @@ def build_table(
     for alias, target in config.catalog.aliases.items():
         lookup[alias] = models[target]
     names = list(models)
+    blocked = {u.id for u in config.users if u.blocked}
     keys = {
-        k.sha256: KeyEntry(config=k, allowed_models=_allowed(k.models, names)) for k in config.keys
+        k.sha256: KeyEntry(
+            config=k, allowed_models=_allowed(k.models, names), blocked=k.user in blocked
+        )
+        for k in config.keys
     }
     return RoutingTable(
         generation=generation,

@@ -81,6 +81,7 @@ def finish(gateway: Gateway, ctx: RequestContext) -> None:
     )
     record.set_usage(usage, cost)
     gateway.generations.put(record)
+    gateway.touch(record.key_id, ctx.ts)
     try:
         gateway.journal.submit(record)
     except RuntimeError:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from routerd.config.load import ConfigError, load_all
+from routerd.config.model import LoadedConfig
 from routerd.metering.generations import GenerationCache
 from routerd.metering.journal import JournalWriter
 from routerd.metrics import Metrics
@@ -21,6 +25,8 @@ from routerd.providers.base import Transport
 from routerd.table import RoutingTable, build_table, retired_transports
 
 log = structlog.get_logger("routerd")
+T = TypeVar("T")
+TableBuilder = Callable[[LoadedConfig], RoutingTable]
 
 
 class Gateway:
@@ -42,6 +48,7 @@ class Gateway:
             on_error=metrics.journal_error,
         )
         self._reload_lock = asyncio.Lock()
+        self.last_used: dict[str, datetime] = {}  # key id -> last request (rebuilt from journal)
         self._background: set[asyncio.Task[None]] = set()
         metrics.config_reloaded(True, table.generation)
 
@@ -56,16 +63,41 @@ class Gateway:
             old = self.table
             try:
                 config = await asyncio.to_thread(load_all, self.config_path)
-                new = build_table(config, old.generation + 1, int(time.time()), previous=old)
+                new = self._builder(old)(config)
             except (ConfigError, ValueError) as exc:
                 self.metrics.config_reloaded(False, None)
                 log.error("config_reload_failed", error=str(exc), generation=old.generation)
                 return False, str(exc)
-            self.table = new
-            self.metrics.config_reloaded(True, new.generation)
-            log.info("config_reloaded", generation=new.generation, warnings=list(config.warnings))
-            self._close_later(retired_transports(old, new), old.config.daemon.timeouts.total)
+            self._swap(old, new)
             return True, f"generation {new.generation}"
+
+    async def change(self, commit: Callable[[TableBuilder], tuple[RoutingTable, T]]) -> T:
+        """Apply one managed-file change: `commit` (run in a thread) validates it by building the
+        next table with the builder it is given, writes the files, and returns that table, which
+        is swapped in exactly like a reload's. Serialized with reloads and other changes."""
+        async with self._reload_lock:
+            old = self.table
+            new, result = await asyncio.to_thread(commit, self._builder(old))
+            self._swap(old, new)
+            return result
+
+    def touch(self, key_id: str | None, ts: datetime) -> None:
+        """Record a key's use (`last_used_at` of the admin API); the newest time wins."""
+        if key_id is not None and (key_id not in self.last_used or self.last_used[key_id] < ts):
+            self.last_used[key_id] = ts
+
+    @staticmethod
+    def _builder(old: RoutingTable) -> TableBuilder:
+        def build(config: LoadedConfig) -> RoutingTable:
+            return build_table(config, old.generation + 1, int(time.time()), previous=old)
+
+        return build
+
+    def _swap(self, old: RoutingTable, new: RoutingTable) -> None:
+        self.table = new
+        self.metrics.config_reloaded(True, new.generation)
+        log.info("config_reloaded", generation=new.generation, warnings=list(new.config.warnings))
+        self._close_later(retired_transports(old, new), old.config.daemon.timeouts.total)
 
     def _close_later(self, transports: list[Transport], after: float | None) -> None:
         if not transports:
