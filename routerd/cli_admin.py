@@ -108,28 +108,29 @@ def _load(args: argparse.Namespace) -> tuple[DaemonConfig, LoadedConfig] | None:
     return loaded.daemon, loaded
 
 
-def _change(args: argparse.Namespace, mutate: Mutation[T]) -> tuple[int, T | None]:
-    """Apply one change to the managed files; (exit code, the mutator's result)."""
+def _change(args: argparse.Namespace, mutate: Mutation[T], done: Callable[[T], str]) -> int:
+    """Apply one change to the managed files, print `done(result)`, then tell the daemon."""
     from routerd.errors import RouterdError
     from routerd.managed.store import ChangeRejected, ManagedStore
 
     loaded = _load(args)
     if loaded is None:
-        return 1, None
+        return 1
     daemon, current = loaded
     store = ManagedStore.of(daemon)
     if store is None:
-        return _fail(args, f"{daemon.path} has no state_dir: set one to manage files"), None
+        return _fail(args, f"{daemon.path} has no state_dir: set one to manage files")
     try:
         _, result = store.commit(lambda docs: mutate(docs, current), lambda config: config)
     except ChangeRejected as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return _fail(args, "the change was not written"), None
+        return _fail(args, "the change was not written")
     except RouterdError as exc:
-        return _fail(args, exc.message), None
+        return _fail(args, exc.message)
+    print(done(result))
     _notify(daemon)
-    return 0, result
+    return 0
 
 
 def _notify(daemon: DaemonConfig) -> None:
@@ -220,12 +221,14 @@ def _keys_new(args: argparse.Namespace) -> int:
         entries.add(docs, current, "keys", entry)
         return str(docs.paths["keys"])
 
-    code, path = _change(args, mutate)
-    if code == 0:
-        print(plaintext)
-        print(f"# ^ the new key {args.id!r}, shown only this once: give it to its owner now.")
-        print(f"#   Only its sha256 is stored, in {path}.")
-    return code
+    return _change(
+        args,
+        mutate,
+        lambda path: (
+            f"{plaintext}\n# ^ the new key {args.id!r}, shown only this once: give it to"
+            f" its owner now.\n#   Only its sha256 is stored, in {path}."
+        ),
+    )
 
 
 def _print_entry(plaintext: str, entry: dict[str, Any]) -> int:
@@ -248,22 +251,21 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.update(docs, current, "keys", args.key_id, {"hash": digest})
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(plaintext)
-        print(f"# ^ the new secret of key {args.key_id!r}, shown only this once; the old one")
-        print("#   stopped working when the daemon reloaded.")
-    return code
+    return _change(
+        args,
+        mutate,
+        lambda _: (
+            f"{plaintext}\n# ^ the new secret of key {args.key_id!r}, shown only this once;"
+            " the old one\n#   stops working when the daemon reloads."
+        ),
+    )
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.remove(docs, current, "keys", args.key_id)
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(f"key {args.key_id!r} revoked.")
-    return code
+    return _change(args, mutate, lambda _: f"key {args.key_id!r} revoked.")
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -299,10 +301,7 @@ def _users_add(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.add(docs, current, "users", entry)
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(f"user {args.user_id!r} added.")
-    return code
+    return _change(args, mutate, lambda _: f"user {args.user_id!r} added.")
 
 
 def _users_set_blocked(args: argparse.Namespace) -> int:
@@ -311,20 +310,16 @@ def _users_set_blocked(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.update(docs, current, "users", args.user_id, {"blocked": True if blocked else None})
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(f"user {args.user_id!r} {'blocked' if blocked else 'unblocked'}.")
-    return code
+    return _change(
+        args, mutate, lambda _: f"user {args.user_id!r} {'blocked' if blocked else 'unblocked'}."
+    )
 
 
 def _users_rm(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.remove(docs, current, "users", args.user_id)
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(f"user {args.user_id!r} removed.")
-    return code
+    return _change(args, mutate, lambda _: f"user {args.user_id!r} removed.")
 
 
 def _users_list(args: argparse.Namespace) -> int:
@@ -369,20 +364,14 @@ def _budgets_set(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.upsert(docs, current, "budgets", entry)
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(f"budget {args.budget_id!r} set.")
-    return code
+    return _change(args, mutate, lambda _: f"budget {args.budget_id!r} set.")
 
 
 def _budgets_rm(args: argparse.Namespace) -> int:
     def mutate(docs: Docs, current: LoadedConfig) -> None:
         entries.remove(docs, current, "budgets", args.budget_id)
 
-    code, _ = _change(args, mutate)
-    if code == 0:
-        print(f"budget {args.budget_id!r} removed.")
-    return code
+    return _change(args, mutate, lambda _: f"budget {args.budget_id!r} removed.")
 
 
 def _budgets_list(args: argparse.Namespace) -> int:
