@@ -51,6 +51,8 @@ from routerd.config.overrides import (
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# libyaml's C parser when PyYAML has it (about 10x faster; every admin change reloads).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -90,7 +92,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError([ConfigProblem(path, "", f"cannot read file: {exc.strerror}")]) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
