@@ -132,10 +132,16 @@ def test_managed_files_load_after_human_files_without_interpolation(tmp_path: Pa
     assert load_all(config).users == ()  # no state dir yet: empty, not an error
     state = tmp_path / "cfg" / "state"
     state.mkdir()
-    entry = {"id": "m", "hash": key_hash("sk-rd-managed-key-0000000"), "metadata": {"v": "${HOME}"}}
-    (state / "keys.yaml").write_text(yaml.safe_dump({"keys": [entry]}))
+    (state / "keys.yaml").write_text(
+        "keys:\n"
+        "  - id: m\n"
+        f"    hash: {key_hash('sk-rd-managed-key-0000000')}\n"
+        "    metadata: {v: '${HOME}'}\n"
+        "    expires_at: 2099-01-01T00:00:00Z\n"  # an unquoted YAML timestamp (a hand edit)
+    )
     keys = load_all(config).keys
     assert [k.id for k in keys][-1] == "m"
+    assert keys[-1].expires_at is not None and keys[-1].expires_at.year == 2099
     assert keys[-1].metadata == {"v": "${HOME}"}
     assert keys[-1].source == state / "keys.yaml"
 

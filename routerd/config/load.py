@@ -51,7 +51,7 @@ from routerd.config.overrides import (
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-# libyaml's C parser when PyYAML has it (about 10x faster; every admin change reloads).
+# libyaml's C parser when PyYAML has it (faster loads; every admin change re-validates all).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -138,6 +138,17 @@ def _interpolate(value: Any, path: tuple[str, ...], missing: dict[tuple[str, ...
 _UNSET = object()
 
 
+def _dates_as_text(value: Any) -> Any:
+    """YAML timestamps as RFC 3339 text, as `_interpolate` does, but nothing else replaced."""
+    if isinstance(value, dict):
+        return {str(k): _dates_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
 # Documents used instead of reading their paths (a managed change validated before it is written).
 Overlay = Mapping[Path, Any]
 
@@ -151,7 +162,7 @@ def _load_document(
     if raw is None:
         raw = {}
     missing: dict[tuple[str, ...], str] = {}
-    data = _interpolate(raw, (), missing) if not managed else raw
+    data = _interpolate(raw, (), missing) if not managed else _dates_as_text(raw)
     if missing and schema in ("keys", "budgets", "users", "pricing"):
         raise ConfigError(
             [ConfigProblem(path, _json_path(p), f"{var} is not set") for p, var in missing.items()]

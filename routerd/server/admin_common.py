@@ -146,7 +146,7 @@ def _problem_detail(
 def rejected(exc: ChangeRejected, store: ManagedStore) -> RouterdError:
     detail = [_problem_detail(p, exc.focus, store) for p in exc.problems]
     if any(d["loc"][0] == "body" for d in detail):
-        return invalid(detail)
+        return invalid(sorted(detail, key=lambda d: d["loc"][0] != "body"))
     return RouterdError(
         ErrorCode.conflict,
         "the change would make the configuration invalid: " + "; ".join(map(str, exc.problems)),
