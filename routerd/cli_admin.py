@@ -218,6 +218,8 @@ def _keys_new(args: argparse.Namespace) -> int:
         return _print_entry(plaintext, entry)
 
     def mutate(docs: Docs, current: LoadedConfig) -> str:
+        if args.user:
+            entries.ensure_user(docs, current, args.user)
         entries.add(docs, current, "keys", entry)
         return str(docs.paths["keys"])
 

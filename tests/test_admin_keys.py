@@ -266,3 +266,18 @@ async def test_no_plaintext_anywhere(
     for plaintext in plaintexts:
         for where in (listed, one, metrics, files, hidden, out, err):
             assert plaintext not in where
+
+
+async def test_any_llm_header_for_client_keys(
+    routerd: Routerd, http: aiohttp.ClientSession
+) -> None:
+    status, created = await call(http, "POST", f"{routerd.url}/v1/keys", {"models": ["echo/*"]})
+    assert status == 200
+    headers = {"X-AnyLLM-Key": f"Bearer {created['key']}"}
+    body = {"model": "echo/echo-1", "messages": MESSAGES}
+    async with http.post(f"{routerd.url}/v1/chat/completions", json=body, headers=headers) as resp:
+        assert resp.status == 200
+    async with http.post(
+        f"{routerd.url}/v1/chat/completions", json=body, headers={"X-AnyLLM-Key": "Bearer nope"}
+    ) as resp:
+        assert resp.status == 401

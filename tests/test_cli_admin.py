@@ -53,6 +53,7 @@ def test_keys_new_list_rotate_revoke(config: Path, capsys: pytest.CaptureFixture
     (entry,) = managed(config, "keys")
     assert entry["hash"] == "sha256:" + hashlib.sha256(plaintext.encode()).hexdigest()
     assert entry["user"] == "carol" and entry["models"] == ["echo/*"]
+    assert [u["id"] for u in managed(config, "users")] == ["carol"]
     state_text = "".join(p.read_text() for p in (config.parent / "state").glob("*.yaml"))
     assert plaintext not in state_text
 

@@ -142,3 +142,10 @@ def remove(docs: Docs, current: LoadedConfig, kind: ManagedKind, entry_id: str) 
     entry = docs.entries(kind).pop(index)
     docs.mark(kind)
     return entry
+
+
+def ensure_user(docs: Docs, current: LoadedConfig, user_id: str) -> None:
+    """Define `user_id` in the managed users file unless a users file defines it already (a new
+    key's owner gets a user entry, as any-llm-gateway creates one)."""
+    if find(docs, "users", user_id) is None and all(u.id != user_id for u in current.users):
+        add(docs, current, "users", {"id": user_id})

@@ -150,12 +150,6 @@ def _key(gateway: Gateway, key_id: str) -> KeyConfig:
     raise RouterdError(ErrorCode.not_found, f"no key {key_id!r}")
 
 
-def _user_defined(docs: Docs, current: LoadedConfig, user_id: str) -> bool:
-    return entries.find(docs, "users", user_id) is not None or any(
-        u.id == user_id for u in current.users
-    )
-
-
 async def create_key(request: web.Request) -> web.Response:
     require_master_key(request)
     body = await json_body(request, CREATE_KEY)
@@ -167,8 +161,8 @@ async def create_key(request: web.Request) -> web.Response:
         entry["user"] = user
 
     def mutate(docs: Docs, current: LoadedConfig) -> None:
-        if user is not None and not _user_defined(docs, current, user):
-            entries.add(docs, current, "users", {"id": user})  # any-llm creates the user too
+        if user is not None:
+            entries.ensure_user(docs, current, user)
         entries.add(docs, current, "keys", entry)
 
     await commit(request, mutate)
