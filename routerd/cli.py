@@ -1,24 +1,21 @@
-"""The `routerd` command line: serve, `check` (validate like `nginx -t`), `keys new`, `--version`.
+"""The `routerd` command line: serve, `check` (validate like `nginx -t`), `usage`, `--version`,
+and (in `cli_admin.py`) `keys`, `users`, `budgets` on the managed files.
 
-`check` and `keys` never import the server (nor aiohttp); `serve` imports it lazily.
+`check`, `usage` and the admin commands never import the server (nor aiohttp); `serve` imports it
+lazily.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
-import secrets
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from routerd import __version__
+from routerd import __version__, cli_admin
 
 DEFAULT_CONFIG = "config/routerd.yaml"
-KEY_PREFIX = "sk-rd-"
-_COMMANDS = frozenset({"serve", "check", "keys", "usage"})
-_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_COMMANDS = frozenset({"serve", "check", "keys", "users", "budgets", "usage"})
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -52,15 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate every file and print a summary (exit 0 / 1)")
     _add_config(check)
 
-    keys = sub.add_parser("keys", help="manage client keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
-    new = keys_sub.add_parser(
-        "new", help="generate a key; print it once and the keys.yaml entry with its hash"
-    )
-    new.add_argument("--id", required=True, help="key id (letters, digits, . _ -)")
-    new.add_argument("--user", help="owner user")
-    new.add_argument("--models", nargs="+", metavar="GLOB", help="allowed model globs")
-    new.add_argument("--tags", nargs="+", metavar="TAG", help="tags (budgets can scope by tag)")
+    cli_admin.add_commands(sub)
     usage = sub.add_parser("usage", help="aggregate the usage journal offline (a table or JSON)")
     _add_config(usage)
     usage.add_argument("--by", choices=["key", "user", "tag", "model", "day"], default="key")
@@ -90,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(Path(args.config))
     if args.command == "usage":
         return _usage(Path(args.config), args.by, args.since, args.until, args.json)
-    if args.command == "keys":
-        return _keys_new(args.id, args.user, args.models, args.tags)
+    if args.command in ("keys", "users", "budgets"):
+        return cli_admin.run(args)
     return _serve(Path(args.config), args.listen)
 
 
@@ -164,6 +153,12 @@ def _check(config: Path) -> int:
         out.append(f"  {alias} -> {target}{mark}")
     out.append(f"keys: {len(loaded.keys)}" + _ids(k.id for k in loaded.keys))
     out.append(f"budgets: {len(loaded.budgets)}" + _ids(b.id for b in loaded.budgets))
+    out.append(f"users: {len(loaded.users)}" + _ids(u.id for u in loaded.users))
+    out.append(
+        f"price overrides: {len(loaded.price_overrides)}"
+        + _ids(o.model for o in loaded.price_overrides)
+    )
+    out.append(f"state_dir {daemon.state_dir or '(none: the management API cannot write)'}")
     shown = {f"provider {p.name} disabled: {p.disabled_reason}" for p in catalog.providers.values()}
     out.extend(f"warning: {w}" for w in loaded.warnings if w not in shown)
     out.append("OK")
@@ -174,37 +169,3 @@ def _check(config: Path) -> int:
 def _ids(ids: Iterable[str]) -> str:
     items = list(ids)
     return f" ({', '.join(items)})" if items else ""
-
-
-def _keys_new(
-    key_id: str, user: str | None, models: list[str] | None, tags: list[str] | None
-) -> int:
-    import yaml
-
-    if not _KEY_ID.fullmatch(key_id):
-        print(
-            f"routerd keys new: invalid --id {key_id!r}: use letters, digits, '.', '_' or '-' "
-            "(starting with a letter or digit, at most 128 characters)",
-            file=sys.stderr,
-        )
-        return 2
-    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-    entry: dict[str, object] = {
-        "id": key_id,
-        "hash": "sha256:" + hashlib.sha256(plaintext.encode("utf-8")).hexdigest(),
-    }
-    if user:
-        entry["user"] = user
-    if tags:
-        entry["tags"] = list(dict.fromkeys(tags))
-    if models:
-        entry["models"] = models
-    snippet = yaml.safe_dump([entry], sort_keys=False, default_flow_style=None, width=100)
-    print(plaintext)
-    print(
-        "# ^ the new key. It is shown only this once and is not stored anywhere: give it to its\n"
-        "#   owner now. Add the entry below under `keys:` in keys.yaml, then run `routerd check`\n"
-        "#   and reload the daemon (kill -HUP)."
-    )
-    print("\n".join("  " + line for line in snippet.rstrip("\n").splitlines()))
-    return 0

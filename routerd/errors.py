@@ -32,6 +32,9 @@ class ErrorCode(enum.Enum):
     model_not_found = "model_not_found"
     not_found = "not_found"
     internal_error = "internal_error"
+    permission_denied = "permission_denied"
+    conflict = "conflict"
+    validation_error = "validation_error"
 
     @property
     def status(self) -> int:
@@ -56,6 +59,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.model_not_found: 404,
     ErrorCode.not_found: 404,
     ErrorCode.internal_error: 500,
+    ErrorCode.permission_denied: 403,
+    ErrorCode.conflict: 409,
+    ErrorCode.validation_error: 422,
 }
 
 
@@ -67,7 +73,9 @@ _OPENAI_TYPE: dict[int, str] = {
     402: "insufficient_quota",
     403: "permission_error",
     404: "not_found_error",
+    409: "conflict_error",
     413: "invalid_request_error",
+    422: "invalid_request_error",
     429: "rate_limit_error",
 }
 
@@ -119,6 +127,15 @@ def openai_envelope(err: RouterdError, request_id: str) -> dict[str, Any]:
     }
     body.update(err.details)
     return {"error": body}
+
+
+def management_envelope(err: RouterdError, request_id: str) -> dict[str, Any]:
+    """The management API (`/v1/keys`, `/v1/users`, ...): any-llm-gateway's FastAPI shape,
+    `{"detail": ...}` (a list of `{loc, msg, type}` for 422, else the message), next to the
+    OpenAI-style `error` object with the stable code."""
+    body = openai_envelope(err, request_id)
+    detail = body["error"].pop("detail", None)
+    return {"detail": detail if detail is not None else err.message, **body}
 
 
 def anthropic_envelope(err: RouterdError, request_id: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class KeyEntry:
     allowed_models: frozenset[str]
     budgets: tuple[BudgetRule, ...] = ()  # budgets counting every request of this key
     rate_scopes: tuple[RateScope, ...] = ()  # key, user and tag limits, in that order
+    blocked: bool = False  # the key's user is blocked (users.yaml): 403 at authentication
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +149,18 @@ def _rate_scopes(key: KeyConfig, config: LoadedConfig) -> tuple[RateScope, ...]:
 
 
 def _key_entry(
-    key: KeyConfig, config: LoadedConfig, names: list[str], rules: dict[str, BudgetRule]
+    key: KeyConfig,
+    config: LoadedConfig,
+    names: list[str],
+    rules: dict[str, BudgetRule],
+    blocked: set[str],
 ) -> KeyEntry:
     return KeyEntry(
         config=key,
         allowed_models=_allowed(key.models, names),
         budgets=key_rules(key, rules),
         rate_scopes=_rate_scopes(key, config),
+        blocked=key.user in blocked,
     )
 
 
@@ -163,7 +169,7 @@ def build_table(
 ) -> RoutingTable:
     """Build a complete table; raises ValueError on a price routerd cannot represent exactly."""
     providers = _providers(config, previous)
-    rules = build_rules(config.budgets, config.keys)
+    rules = build_rules(config.budgets, config.keys, config.users)
     models = {
         slug: dataclasses.replace(route, budgets=model_rules(slug, rules))
         for slug, route in _routes(config, providers, created).items()
@@ -172,7 +178,8 @@ def build_table(
     for alias, target in config.catalog.aliases.items():
         lookup[alias] = models[target]
     names = list(models)
-    keys = {k.sha256: _key_entry(k, config, names, rules) for k in config.keys}
+    blocked = {u.id for u in config.users if u.blocked}
+    keys = {k.sha256: _key_entry(k, config, names, rules, blocked) for k in config.keys}
     return RoutingTable(
         generation=generation,
         config=config,

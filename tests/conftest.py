@@ -86,6 +86,7 @@ def write_config(
         "budgets": "budgets.yaml",
         "master_key": MASTER_KEY,
         "journal": {"dir": str(root / "usage"), "fsync": "always"},
+        "state_dir": "state",
         "timeouts": {"connect": 2, "first_byte": 1, "idle": 2, "total": 10},
         "max_body_bytes": MAX_BODY_BYTES,
         "shutdown_grace_seconds": 5,

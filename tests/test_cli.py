@@ -204,7 +204,7 @@ def test_check_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_keys_new(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["keys", "new", "--id", "search-team", "--user", "alice"]
+    argv = ["keys", "new", "--print-only", "--id", "search-team", "--user", "alice"]
     argv += ["--models", "openai/*", "echo/*", "--tags", "search"]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -224,7 +224,7 @@ def test_keys_new(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_keys_new_entry_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["keys", "new", "--id", "k1", "--models", "*"]) == 0
+    assert main(["keys", "new", "--print-only", "--id", "k1", "--models", "*"]) == 0
     out = capsys.readouterr().out
     snippet = "\n".join(line for line in out.splitlines()[1:] if not line.startswith("#"))
     config = write_config(tmp_path, keys_yaml="keys:\n" + snippet + "\n")
@@ -233,14 +233,14 @@ def test_keys_new_entry_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_keys_new_is_random(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["keys", "new", "--id", "a"])
-    main(["keys", "new", "--id", "a"])
+    main(["keys", "new", "--print-only", "--id", "a"])
+    main(["keys", "new", "--print-only", "--id", "a"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sk-rd-")]
     assert len(lines) == 2 and lines[0] != lines[1]
 
 
 def test_keys_new_rejects_bad_id(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["keys", "new", "--id", "bad id!"]) == 2
+    assert main(["keys", "new", "--print-only", "--id", "bad id!"]) == 2
     out, err = capsys.readouterr()
     assert "sk-rd-" not in out
     assert "invalid --id" in err

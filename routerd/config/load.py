@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -33,6 +33,7 @@ from routerd.config.model import (
     KeyConfig,
     LoadedConfig,
     LoggingConfig,
+    ManagedKind,
     MetricsConfig,
     ModelConfig,
     Pricing,
@@ -40,9 +41,18 @@ from routerd.config.model import (
     RateLimits,
     Timeouts,
 )
+from routerd.config.overrides import (
+    also_in,
+    apply_overrides,
+    pricing_from,
+    user_problems,
+    users_from,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# libyaml's C parser when PyYAML has it (faster loads; every admin change re-validates all).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -82,7 +92,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError([ConfigProblem(path, "", f"cannot read file: {exc.strerror}")]) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -128,13 +138,32 @@ def _interpolate(value: Any, path: tuple[str, ...], missing: dict[tuple[str, ...
 _UNSET = object()
 
 
-def _load_document(path: Path, schema: str) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
-    raw = _read_yaml(path)
+def _dates_as_text(value: Any) -> Any:
+    """YAML timestamps as RFC 3339 text, as `_interpolate` does, but nothing else replaced."""
+    if isinstance(value, dict):
+        return {str(k): _dates_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+# Documents used instead of reading their paths (a managed change validated before it is written).
+Overlay = Mapping[Path, Any]
+
+
+def _load_document(
+    path: Path, schema: str, overlay: Overlay | None = None, *, managed: bool = False
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Read (or take from `overlay`), interpolate and validate one file. Managed files are
+    never interpolated: what the API stored is what is read back (no `${SECRET}` expansion)."""
+    raw = overlay[path] if overlay is not None and path in overlay else _read_yaml(path)
     if raw is None:
         raw = {}
     missing: dict[tuple[str, ...], str] = {}
-    data = _interpolate(raw, (), missing)
-    if missing and schema in ("keys", "budgets"):
+    data = _interpolate(raw, (), missing) if not managed else _dates_as_text(raw)
+    if missing and schema in ("keys", "budgets", "users", "pricing"):
         raise ConfigError(
             [ConfigProblem(path, _json_path(p), f"{var} is not set") for p, var in missing.items()]
         )
@@ -210,6 +239,9 @@ def load_daemon(path: Path) -> DaemonConfig:
         providers_file=_resolve(path, data["providers"]),
         key_files=_paths(path, data.get("keys")),
         budget_files=_paths(path, data.get("budgets")),
+        user_files=_paths(path, data.get("users")),
+        pricing_files=_paths(path, data.get("pricing")),
+        state_dir=_resolve(path, data["state_dir"]) if data.get("state_dir") else None,
         master_key_sha256=hashlib.sha256(master.encode()).hexdigest() if master else None,
         journal=JournalConfig(
             dir=_resolve(path, journal["dir"]),
@@ -336,6 +368,9 @@ def _key(entry: dict[str, Any], source: Path) -> KeyConfig:
         expires_at=_parse_datetime(expires) if expires else None,
         disabled=bool(entry.get("disabled", False)),
         source=source,
+        name=entry.get("name"),
+        metadata=dict(entry.get("metadata") or {}),
+        created_at=entry.get("created_at"),
     )
 
 
@@ -349,8 +384,8 @@ def _budget(entry: dict[str, Any], source: Path) -> BudgetConfig:
     scope_data = entry.get("scope")
     if scope_data is None:
         scope = BudgetScope(kind="listed")
-    elif scope_data == "global":
-        scope = BudgetScope(kind="global")
+    elif scope_data in ("global", "per_user"):
+        scope = BudgetScope(kind=scope_data)
     else:
         ((kind, value),) = scope_data.items()
         scope = BudgetScope(kind=kind, value=value)
@@ -361,6 +396,8 @@ def _budget(entry: dict[str, Any], source: Path) -> BudgetConfig:
         period_seconds=int(period[:-1]) if period.endswith("s") else None,
         scope=scope,
         source=source,
+        created_at=entry.get("created_at"),
+        updated_at=entry.get("updated_at"),
     )
 
 
@@ -385,7 +422,9 @@ def _group_limits(file: Path, data: dict[str, Any], found: _KeyFiles) -> list[Co
     return problems
 
 
-def _load_keys(files: tuple[Path, ...]) -> tuple[_KeyFiles, list[ConfigProblem]]:
+def _load_keys(
+    files: tuple[Path, ...], managed: Path | None = None, overlay: Overlay | None = None
+) -> tuple[_KeyFiles, list[ConfigProblem]]:
     found = _KeyFiles()
     keys = found.keys
     problems: list[ConfigProblem] = []
@@ -393,7 +432,7 @@ def _load_keys(files: tuple[Path, ...]) -> tuple[_KeyFiles, list[ConfigProblem]]
     seen_hashes: dict[str, str] = {}
     for file in files:
         try:
-            data, _ = _load_document(file, "keys")
+            data, _ = _load_document(file, "keys", overlay, managed=file == managed)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
@@ -401,7 +440,13 @@ def _load_keys(files: tuple[Path, ...]) -> tuple[_KeyFiles, list[ConfigProblem]]
         for i, entry in enumerate(data["keys"]):
             key = _key(entry, file)
             if key.id in seen_ids:
-                problems.append(ConfigProblem(file, f"keys.{i}.id", f"duplicate key id {key.id!r}"))
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        f"keys.{i}.id",
+                        f"duplicate key id {key.id!r}{also_in(seen_ids[key.id], file)}",
+                    )
+                )
             if key.sha256 in seen_hashes:
                 problems.append(
                     ConfigProblem(
@@ -414,23 +459,28 @@ def _load_keys(files: tuple[Path, ...]) -> tuple[_KeyFiles, list[ConfigProblem]]
     return found, problems
 
 
-def _load_budgets(files: tuple[Path, ...]) -> tuple[list[BudgetConfig], list[ConfigProblem]]:
+def _load_budgets(
+    files: tuple[Path, ...], managed: Path | None = None, overlay: Overlay | None = None
+) -> tuple[list[BudgetConfig], list[ConfigProblem]]:
     budgets: list[BudgetConfig] = []
     problems: list[ConfigProblem] = []
-    seen: set[str] = set()
+    seen: dict[str, Path] = {}
     for file in files:
         try:
-            data, _ = _load_document(file, "budgets")
+            data, _ = _load_document(file, "budgets", overlay, managed=file == managed)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
         for i, entry in enumerate(data["budgets"]):
             budget = _budget(entry, file)
             if budget.id in seen:
+                also = also_in(seen[budget.id], file)
                 problems.append(
-                    ConfigProblem(file, f"budgets.{i}.id", f"duplicate budget id {budget.id!r}")
+                    ConfigProblem(
+                        file, f"budgets.{i}.id", f"duplicate budget id {budget.id!r}{also}"
+                    )
                 )
-            seen.add(budget.id)
+            seen[budget.id] = file
             budgets.append(budget)
     return budgets, problems
 
@@ -449,8 +499,33 @@ def _reference_problems(keys: list[KeyConfig], budgets: list[BudgetConfig]) -> l
     return problems
 
 
-def load_all(config_path: Path) -> LoadedConfig:
-    """Load `routerd.yaml` and every file it names; raise ConfigError listing every problem."""
+def with_managed(
+    daemon: DaemonConfig, kind: ManagedKind, files: tuple[Path, ...], overlay: Overlay | None
+) -> tuple[tuple[Path, ...], Path | None]:
+    """The human `files` of `kind`, then its managed file if it exists (or is in `overlay`)."""
+    managed = daemon.managed_file(kind)
+    if managed is None or not (managed.exists() or (overlay is not None and managed in overlay)):
+        return files, managed
+    return (*files, managed), managed
+
+
+def _documents(
+    files: tuple[Path, ...], managed: Path | None, overlay: Overlay | None, schema: str
+) -> tuple[list[tuple[Path, dict[str, Any]]], list[ConfigProblem]]:
+    docs: list[tuple[Path, dict[str, Any]]] = []
+    problems: list[ConfigProblem] = []
+    for file in files:
+        try:
+            docs.append((file, _load_document(file, schema, overlay, managed=file == managed)[0]))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return docs, problems
+
+
+def load_all(config_path: Path, overlay: Overlay | None = None) -> LoadedConfig:
+    """Load `routerd.yaml` and every file it names, then the managed files of `state_dir`
+    (missing = empty); raise ConfigError listing every problem. `overlay` replaces the content of
+    some files (a managed change is validated with it before it is written)."""
     daemon = load_daemon(config_path)
     problems: list[ConfigProblem] = []
     catalog: Catalog | None = None
@@ -459,10 +534,25 @@ def load_all(config_path: Path) -> LoadedConfig:
         catalog, warnings = load_catalog(daemon.providers_file, daemon.timeouts)
     except ConfigError as exc:
         problems.extend(exc.problems)
-    key_files, key_problems = _load_keys(daemon.key_files)
+    key_files, key_problems = _load_keys(
+        *with_managed(daemon, "keys", daemon.key_files, overlay), overlay
+    )
     keys = key_files.keys
-    budgets, budget_problems = _load_budgets(daemon.budget_files)
+    budgets, budget_problems = _load_budgets(
+        *with_managed(daemon, "budgets", daemon.budget_files, overlay), overlay
+    )
     problems += key_problems + budget_problems + _reference_problems(keys, budgets)
+    user_docs, user_doc_problems = _documents(
+        *with_managed(daemon, "users", daemon.user_files, overlay), overlay, "users"
+    )
+    price_docs, price_doc_problems = _documents(
+        *with_managed(daemon, "pricing", daemon.pricing_files, overlay), overlay, "pricing"
+    )
+    users, found = users_from(user_docs)
+    found += user_problems(users, {b.id for b in budgets})
+    overrides, price_problems = pricing_from(price_docs, catalog.models if catalog else None)
+    problems += user_doc_problems + price_doc_problems
+    problems += [ConfigProblem(*p) for p in found + price_problems]
     if problems or catalog is None:
         raise ConfigError(problems)
     listed = {name for key in keys for name in key.budgets}
@@ -473,10 +563,12 @@ def load_all(config_path: Path) -> LoadedConfig:
     ]
     return LoadedConfig(
         daemon=daemon,
-        catalog=catalog,
+        catalog=apply_overrides(catalog, overrides),
         keys=tuple(keys),
         budgets=tuple(budgets),
         warnings=tuple(warnings),
         user_limits=key_files.user_limits,
         tag_limits=key_files.tag_limits,
+        users=tuple(users),
+        price_overrides=tuple(overrides),
     )

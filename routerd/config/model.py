@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 ProviderType = Literal["openai", "anthropic", "gemini", "azure", "echo"]
 FsyncPolicy = Literal["always", "interval", "never"]
+ManagedKind = Literal["keys", "users", "budgets", "pricing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,13 @@ class DaemonConfig:
     shutdown_grace_seconds: float
     logging: LoggingConfig
     metrics: MetricsConfig
+    state_dir: Path | None = None
+    user_files: tuple[Path, ...] = ()
+    pricing_files: tuple[Path, ...] = ()
+
+    def managed_file(self, kind: ManagedKind) -> Path | None:
+        """The routerd-owned file of `kind` in `state_dir` (None when state_dir is not set)."""
+        return self.state_dir / f"{kind}.yaml" if self.state_dir is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +150,14 @@ class KeyConfig:
     expires_at: datetime | None = None
     disabled: bool = False
     source: Path | None = None
+    name: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
+    created_at: str | None = None
 
 
-BudgetScopeKind = Literal["key", "user", "tag", "model", "global", "listed"]
+# `per_user`: a template budget (any-llm style) that caps each user whose `budget_id` names it.
+# `listed`: no `scope` in the file: the budget counts only the keys that list it.
+BudgetScopeKind = Literal["key", "user", "tag", "model", "global", "per_user", "listed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +178,33 @@ class BudgetConfig:
     period_seconds: int | None
     scope: BudgetScope
     source: Path | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    """One user (the owner a key's `user` names): blocked users' keys get 403."""
+
+    id: str
+    alias: str | None = None
+    blocked: bool = False
+    budget_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
+    source: Path | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """A per-model price (USD per 1M tokens) applied over providers.yaml at load."""
+
+    model: str
+    pricing: Pricing
+    source: Path | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +218,5 @@ class LoadedConfig:
     warnings: tuple[str, ...] = ()
     user_limits: dict[str, RateLimits] = field(default_factory=dict)
     tag_limits: dict[str, RateLimits] = field(default_factory=dict)
+    users: tuple[UserConfig, ...] = ()
+    price_overrides: tuple[PriceOverride, ...] = ()

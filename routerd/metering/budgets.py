@@ -6,7 +6,10 @@ Owns the meaning of a budget's scope, computed once per table build (never per r
   for every request in that scope;
 - a key that lists a budget (`budgets: [id]` in keys.yaml) adds its requests to that budget;
 - no `scope` in the file (`listed`): the budget counts only the keys that list it (a pool shared
-  by those keys; a budget no key lists applies to nothing, and loading warns about it).
+  by those keys; a budget no key lists applies to nothing, and loading warns about it);
+- a user's `budget_id` (users.yaml, any-llm's template budgets; scope `per_user` marks budgets
+  meant only for that): the user gets an instance of its own, `ID@user:USER`, with the same limit
+  and period, counting that user's requests.
 
 A rule's ledger counter id carries a fingerprint of everything that decides which requests it
 counts (period and scope, the listing keys), so a reload that changes them starts a fresh counter
@@ -17,6 +20,7 @@ Refusals are `key_limit_exceeded` for caps that belong to one key (scope key, or
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import re
@@ -24,7 +28,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from routerd.config.model import BudgetConfig, KeyConfig
+from routerd.config.model import BudgetConfig, BudgetScope, KeyConfig, UserConfig
 from routerd.errors import ErrorCode
 from routerd.metering.pricing import PICO_PER_USD
 
@@ -33,15 +37,12 @@ from routerd.metering.pricing import PICO_PER_USD
 class BudgetRule:
     """One budget as the request path and the ledger use it (integer pico-USD limit)."""
 
+    id: str  # the budget id; `ID@user:USER` for a user's instance of a template budget
     config: BudgetConfig
     limit_pico: int
     counter: str
     listed_by: frozenset[str]
     model_pattern: re.Pattern[str] | None
-
-    @property
-    def id(self) -> str:
-        return self.config.id
 
     @property
     def error_code(self) -> ErrorCode:
@@ -66,7 +67,7 @@ class BudgetRule:
             return scope.value in tags
         if scope.kind == "model":
             return self.model_pattern is not None and bool(self.model_pattern.match(model))
-        return False
+        return False  # listed (only keys that list it) and per_user (only its user instances)
 
 
 def usd_to_pico(usd: float) -> int:
@@ -80,9 +81,11 @@ def _fingerprint(budget: BudgetConfig, listed_by: frozenset[str]) -> str:
 
 
 def build_rules(
-    budgets: Iterable[BudgetConfig], keys: Iterable[KeyConfig]
+    budgets: Iterable[BudgetConfig],
+    keys: Iterable[KeyConfig],
+    users: Iterable[UserConfig] = (),
 ) -> dict[str, BudgetRule]:
-    """Every budget's rule, keyed by budget id."""
+    """Every budget's rule, keyed by rule id, and each user's instance of its `budget_id`."""
     listing: dict[str, set[str]] = {}
     for key in keys:
         for budget_id in key.budgets:
@@ -97,13 +100,33 @@ def build_rules(
             else None
         )
         rules[budget.id] = BudgetRule(
+            id=budget.id,
             config=budget,
             limit_pico=usd_to_pico(budget.limit_usd),
             counter=f"budget:{budget.id}#{_fingerprint(budget, listed_by)}",
             listed_by=listed_by,
             model_pattern=pattern,
         )
+    for user in users:
+        base = rules.get(user.budget_id or "")
+        if base is not None:
+            rule = user_instance(base, user.id)
+            rules[rule.id] = rule
     return rules
+
+
+def user_instance(base: BudgetRule, user_id: str) -> BudgetRule:
+    """A user's own copy of a budget named by its `budget_id` (any-llm's template budgets):
+    the same limit and period, counting only that user's requests, in a counter of its own."""
+    config = dataclasses.replace(base.config, scope=BudgetScope("user", user_id))
+    return BudgetRule(
+        id=f"{base.id}@user:{user_id}",
+        config=config,
+        limit_pico=base.limit_pico,
+        counter=f"budget:{base.id}@user:{user_id}#{_fingerprint(config, frozenset())}",
+        listed_by=frozenset(),
+        model_pattern=None,
+    )
 
 
 def key_rules(key: KeyConfig, rules: dict[str, BudgetRule]) -> tuple[BudgetRule, ...]:

@@ -203,6 +203,11 @@ class Ledger:
             out[period] = state.spent
         return out
 
+    async def user_spend(self, user_id: str, budget_id: str | None) -> int:
+        """Spend of the user's instance of `budget_id` in its current window (pico-USD)."""
+        rule = self._rules.get(f"{budget_id}@user:{user_id}")
+        return 0 if rule is None else (await self.status(rule)).spent
+
     # -- replay --------------------------------------------------------------------------------
 
     async def rebuild(

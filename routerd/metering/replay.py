@@ -72,6 +72,7 @@ class ReplayResult:
     spend: dict[tuple[str, datetime | None], int] = field(default_factory=dict)
     recent: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (requests, tokens)
     request_ids: set[str] = field(default_factory=set)
+    last_seen: dict[str, str] = field(default_factory=dict)  # key id -> newest `ts` replayed
     lines: int = 0
     skipped: int = 0
     files: int = 0
@@ -111,6 +112,7 @@ def _parse_file(
     except FileNotFoundError:
         return None
     groups: dict[_Group, list[int]] = {}
+    last_seen = result.last_seen
     loads, invalid, pad = orjson.loads, orjson.JSONDecodeError, _PAD[bucket_len]
     for line in data.split(b"\n"):
         if not line:
@@ -128,6 +130,8 @@ def _parse_file(
             result.skipped += 1
             continue
         result.lines += 1
+        if key[0] is not None and ts > last_seen.get(key[0], ""):
+            last_seen[key[0]] = ts
         if ids_since is not None and ts >= ids_since:
             result.request_ids.add(str(rec.get("request_id")))
         if ts >= rate_since and key[0] is not None:
@@ -171,14 +175,23 @@ def _file_groups(
         if cached is not None:
             result.lines += cached.lines
             result.skipped += cached.skipped
+            _merge_last_seen(result.last_seen, cached.last_seen)
             return cached.groups
-        before = (result.lines, result.skipped)
-        groups = _parse_file(path, 10, result, None, plan.rate_since)
+        mark = ReplayResult()
+        groups = _parse_file(path, 10, mark, None, plan.rate_since)
         if groups is not None:
-            lines, skipped = result.lines - before[0], result.skipped - before[1]
-            write_summary(path, Summary(groups, lines, skipped))
+            write_summary(path, Summary(groups, mark.lines, mark.skipped, mark.last_seen))
+        result.lines += mark.lines
+        result.skipped += mark.skipped
+        _merge_last_seen(result.last_seen, mark.last_seen)
         return groups
     return _parse_file(path, plan.bucket_len, result, plan.ids_since, plan.rate_since)
+
+
+def _merge_last_seen(into: dict[str, str], more: dict[str, str]) -> None:
+    for key_id, ts in more.items():
+        if ts > into.get(key_id, ""):
+            into[key_id] = ts
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ class Summary:
     groups: dict[Group, list[int]]  # group -> [cost_pico, requests, tokens]
     lines: int
     skipped: int
+    last_seen: dict[str, str]  # key id -> newest `ts` in the file
 
 
 def _summary_path(journal_file: Path) -> Path:
@@ -60,7 +61,8 @@ def load_summary(journal_file: Path) -> Summary | None:
             (key, user, tuple(tags), model, bucket): [int(cost), int(requests), int(tokens)]
             for key, user, tags, model, bucket, cost, requests, tokens in doc["groups"]
         }
-        return Summary(groups, int(doc["lines"]), int(doc["skipped"]))
+        last_seen = {str(k): str(v) for k, v in dict(doc["last_seen"]).items()}
+        return Summary(groups, int(doc["lines"]), int(doc["skipped"]), last_seen)
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -78,6 +80,7 @@ def write_summary(journal_file: Path, summary: Summary) -> None:
         "lines": summary.lines,
         "skipped": summary.skipped,
         "groups": [[*group, *sums] for group, sums in summary.groups.items()],
+        "last_seen": summary.last_seen,
     }
     target = _summary_path(journal_file)
     temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

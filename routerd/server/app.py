@@ -22,6 +22,7 @@ from routerd.config.load import ConfigError, load_daemon
 from routerd.logs import configure_logging
 from routerd.metrics import Metrics
 from routerd.server import account, info
+from routerd.server.admin_api import add_admin_routes
 from routerd.server.chat import chat_completions
 from routerd.server.count_tokens import count_tokens
 from routerd.server.embeddings import embeddings
@@ -57,6 +58,7 @@ def build_app(gateway: Gateway) -> web.Application:
     if daemon.metrics.enabled:
         app.router.add_get("/metrics", info.metrics)
     app.router.add_post("/admin/reload", info.admin_reload)
+    add_admin_routes(app.router)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

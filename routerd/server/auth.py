@@ -17,7 +17,9 @@ def presented_token(request: web.Request) -> str | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    return request.headers.get("x-api-key") or None
+    anyllm = request.headers.get("X-AnyLLM-Key", "")  # any-llm-gateway clients: "Bearer <key>"
+    token = anyllm[7:] if anyllm[:7].lower() == "bearer " else anyllm
+    return request.headers.get("x-api-key") or token.strip() or None
 
 
 def authenticate(request: web.Request, table: RoutingTable) -> KeyEntry:
@@ -35,6 +37,8 @@ def authenticate(request: web.Request, table: RoutingTable) -> KeyEntry:
         raise RouterdError(ErrorCode.invalid_api_key, f"API key {key.id!r} is disabled")
     if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
         raise RouterdError(ErrorCode.invalid_api_key, f"API key {key.id!r} has expired")
+    if entry.blocked:
+        raise RouterdError(ErrorCode.permission_denied, f"user {key.user!r} is blocked")
     return entry
 
 

@@ -120,6 +120,7 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
     )
     record.set_usage(usage, cost)
     gateway.generations.put(record)
+    gateway.touch(record.key_id, ctx.ts)
     await _settle(gateway, ctx, record)
     try:
         await gateway.journal.put(record)

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from routerd.config.load import ConfigError, load_all
+from routerd.config.model import LoadedConfig
 from routerd.metering.generations import GenerationCache
 from routerd.metering.journal import JournalWriter
 from routerd.metering.ledger import Ledger
@@ -26,6 +28,8 @@ from routerd.providers.base import Transport
 from routerd.table import RoutingTable, build_table, retired_transports
 
 log = structlog.get_logger("routerd")
+T = TypeVar("T")
+TableBuilder = Callable[[LoadedConfig], RoutingTable]
 
 
 class Gateway:
@@ -59,6 +63,7 @@ class Gateway:
         self.limiter = RateLimiter(self.store, clock)
         metrics.budgets_configured(table.budgets.values())
         self._reload_lock = asyncio.Lock()
+        self.last_used: dict[str, datetime] = {}  # key id -> last request (rebuilt from journal)
         self._background: set[asyncio.Task[None]] = set()
         metrics.config_reloaded(True, table.generation)
 
@@ -83,6 +88,8 @@ class Gateway:
                 _, r, t = used.get(scope.scope_id, (scope, 0, 0))
                 used[scope.scope_id] = (scope, r + requests, t + tokens)
         await self.limiter.refill(list(used.values()))
+        for key_id, ts in result.last_seen.items():
+            self.touch(key_id, datetime.fromisoformat(ts.replace("Z", "+00:00")))
         log.info(
             "ledger_rebuilt", files=result.files, lines=result.lines, skipped=result.skipped,
             seconds=round(time.perf_counter() - started, 3),
@@ -94,27 +101,61 @@ class Gateway:
             old = self.table
             try:
                 config = await asyncio.to_thread(load_all, self.config_path)
-                new = build_table(config, old.generation + 1, int(time.time()), previous=old)
+                new = self._builder(old)(config)
             except (ConfigError, ValueError) as exc:
                 self.metrics.config_reloaded(False, None)
                 log.error("config_reload_failed", error=str(exc), generation=old.generation)
                 return False, str(exc)
             try:
-                await self.ledger.rebuild_for_reload(
-                    self.journal.directory, self.ledger.new_rules(new.budgets), self.journal.flush
-                )
+                await self._rebuild_new_budgets(new)
             except OSError as exc:
                 self.metrics.config_reloaded(False, None)
                 log.error("budget_rebuild_failed", error=str(exc), generation=old.generation)
                 return False, f"cannot rebuild changed budgets from the journal: {exc}"
             # No await from here on: the swap and the ledger's rule set change together.
-            self.table = new
-            self.ledger.use_rules(new.budgets)
-            self.metrics.budgets_configured(new.budgets.values())
-            self.metrics.config_reloaded(True, new.generation)
-            log.info("config_reloaded", generation=new.generation, warnings=list(config.warnings))
-            self._close_later(retired_transports(old, new), old.config.daemon.timeouts.total)
+            self._swap(old, new)
             return True, f"generation {new.generation}"
+
+    async def change(self, commit: Callable[[TableBuilder], tuple[RoutingTable, T]]) -> T:
+        """Apply one managed-file change: `commit` (run in a thread) validates it by building the
+        next table with the builder it is given, writes the files, and returns that table, which
+        is swapped in exactly like a reload's. Serialized with reloads and other changes."""
+        async with self._reload_lock:
+            old = self.table
+            new, result = await asyncio.to_thread(commit, self._builder(old))
+            try:
+                await self._rebuild_new_budgets(new)
+            except OSError as exc:  # the files are written: serve them, say what is missing
+                log.error("budget_rebuild_failed", error=str(exc), generation=new.generation)
+            self._swap(old, new)
+            return result
+
+    async def _rebuild_new_budgets(self, new: RoutingTable) -> None:
+        """Fill the counters of budgets the ledger does not know yet, before the swap."""
+        await self.ledger.rebuild_for_reload(
+            self.journal.directory, self.ledger.new_rules(new.budgets), self.journal.flush
+        )
+
+    def touch(self, key_id: str | None, ts: datetime) -> None:
+        """Record a key's use (`last_used_at` of the admin API); the newest time wins."""
+        if key_id is not None and (key_id not in self.last_used or self.last_used[key_id] < ts):
+            self.last_used[key_id] = ts
+
+    @staticmethod
+    def _builder(old: RoutingTable) -> TableBuilder:
+        def build(config: LoadedConfig) -> RoutingTable:
+            return build_table(config, old.generation + 1, int(time.time()), previous=old)
+
+        return build
+
+    def _swap(self, old: RoutingTable, new: RoutingTable) -> None:
+        """Install `new`; nothing here awaits, so the table and the budgets change together."""
+        self.table = new
+        self.ledger.use_rules(new.budgets)
+        self.metrics.budgets_configured(new.budgets.values())
+        self.metrics.config_reloaded(True, new.generation)
+        log.info("config_reloaded", generation=new.generation, warnings=list(new.config.warnings))
+        self._close_later(retired_transports(old, new), old.config.daemon.timeouts.total)
 
     def _close_later(self, transports: list[Transport], after: float | None) -> None:
         if not transports:

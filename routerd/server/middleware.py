@@ -14,7 +14,13 @@ import orjson
 import structlog
 from aiohttp import web
 
-from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
+from routerd.errors import (
+    ErrorCode,
+    RouterdError,
+    anthropic_envelope,
+    management_envelope,
+    openai_envelope,
+)
 
 log = structlog.get_logger("routerd")
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -25,6 +31,7 @@ _HTTP_CODES = {
     413: ErrorCode.payload_too_large,
 }
 
+MANAGEMENT_PATHS = ("/v1/keys", "/v1/users", "/v1/budgets", "/v1/pricing")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -38,6 +45,8 @@ def _request_id(request: web.Request) -> str:
 def error_response(request: web.Request, err: RouterdError, request_id: str) -> web.Response:
     if request.path.startswith("/v1/messages"):
         body = anthropic_envelope(err, request_id)
+    elif request.path.startswith(MANAGEMENT_PATHS):
+        body = management_envelope(err, request_id)
     else:
         body = openai_envelope(err, request_id)
     headers = {"X-Request-Id": request_id, **err.headers}
