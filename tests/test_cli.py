@@ -290,3 +290,21 @@ def test_check_never_prints_a_secret(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr()
     assert "master_key" in out.err
     assert secret not in out.err + out.out
+
+
+def test_check_reports_a_bad_expiry_date_as_a_problem(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "cfg", None, alias_target="echo/echo-1")
+    keys = tmp_path / "cfg" / "keys.yaml"
+    keys.write_text(keys.read_text().replace("2020-01-01T00:00:00Z", "2020-13-45T99:00:00Z"))
+    run = subprocess.run(
+        [sys.executable, "-m", "routerd", "check", "-c", str(config)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "keys.3.expires_at: not an RFC 3339 date-time" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -438,7 +438,13 @@ def _load_keys(
             continue
         problems += _group_limits(file, data, found)
         for i, entry in enumerate(data["keys"]):
-            key = _key(entry, file)
+            try:
+                key = _key(entry, file)
+            except ValueError:  # the schema's date-time format is not checked by jsonschema
+                problems.append(
+                    ConfigProblem(file, f"keys.{i}.expires_at", "not an RFC 3339 date-time")
+                )
+                continue
             if key.id in seen_ids:
                 problems.append(
                     ConfigProblem(
