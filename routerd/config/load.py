@@ -24,6 +24,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from routerd.config.model import (
+    BreakerConfig,
     BudgetConfig,
     BudgetScope,
     Catalog,
@@ -35,9 +36,12 @@ from routerd.config.model import (
     LoggingConfig,
     MetricsConfig,
     ModelConfig,
+    Preset,
     Pricing,
     ProviderConfig,
     RateLimits,
+    RetryConfig,
+    TimeoutOverrides,
     Timeouts,
 )
 
@@ -190,6 +194,65 @@ def _timeouts(data: dict[str, Any] | None, base: Timeouts) -> Timeouts:
     )
 
 
+def _timeout_overrides(data: dict[str, Any] | None) -> TimeoutOverrides | None:
+    if not data:
+        return None
+    return TimeoutOverrides(
+        connect=data.get("connect"),
+        first_byte=data.get("first_byte"),
+        idle=data.get("idle"),
+        total=data.get("total"),
+        total_set="total" in data,
+    )
+
+
+def _breaker(data: dict[str, Any] | None) -> BreakerConfig:
+    if not data:
+        return BreakerConfig()
+    base = BreakerConfig()
+    return BreakerConfig(
+        failures=int(data.get("failures", base.failures)),
+        error_rate=float(data.get("error_rate", base.error_rate)),
+        window=float(data.get("window", base.window)),
+        min_requests=int(data.get("min_requests", base.min_requests)),
+        cooldown=float(data.get("cooldown", base.cooldown)),
+    )
+
+
+def _retries(data: dict[str, Any] | None) -> RetryConfig:
+    if not data:
+        return RetryConfig()
+    base = RetryConfig()
+    return RetryConfig(
+        max_attempts=int(data.get("max_attempts", base.max_attempts)),
+        backoff_base=float(data.get("backoff_base", base.backoff_base)),
+        backoff_max=float(data.get("backoff_max", base.backoff_max)),
+        retry_after_max=float(data.get("retry_after_max", base.retry_after_max)),
+    )
+
+
+def _pricing(data: dict[str, Any]) -> Pricing:
+    return Pricing(
+        prompt=data["prompt"],
+        completion=data["completion"],
+        cached_prompt=data.get("cached_prompt"),
+        cache_write=data.get("cache_write"),
+    )
+
+
+def _preset(name: str, data: dict[str, Any]) -> Preset:
+    models = list(data.get("models") or ())
+    model = data.get("model") or models.pop(0)
+    return Preset(
+        name=name,
+        model=model,
+        models=tuple(m for m in models if m != model),
+        parameters=tuple((data.get("parameters") or {}).items()),
+        system=data.get("system"),
+        provider=tuple((data.get("provider") or {}).items()),
+    )
+
+
 def _parse_listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host.strip("[]"), int(port)
@@ -227,6 +290,7 @@ def load_daemon(path: Path) -> DaemonConfig:
         metrics=MetricsConfig(
             enabled=metrics_data.get("enabled", True),
         ),
+        retries=_retries(data.get("retries")),
     )
 
 
@@ -250,6 +314,9 @@ def _provider(
         api_version=data.get("api_version"),
         enabled=reason is None,
         disabled_reason=reason,
+        max_concurrency=data.get("max_concurrency"),
+        queue_timeout=float(data.get("queue_timeout", 1.0)),
+        breaker=_breaker(data.get("circuit_breaker")),
     )
 
 
@@ -257,14 +324,14 @@ def _model(slug: str, data: dict[str, Any]) -> ModelConfig:
     pricing = data["pricing"]
     return ModelConfig(
         id=slug,
-        pricing=Pricing(
-            prompt=pricing["prompt"],
-            completion=pricing["completion"],
-            cached_prompt=pricing.get("cached_prompt"),
-            cache_write=pricing.get("cache_write"),
-        ),
+        pricing=_pricing(pricing),
         deployments=tuple(
-            Deployment(provider=d["provider"], model=d["model"], weight=float(d.get("weight", 1)))
+            Deployment(
+                provider=d["provider"],
+                model=d["model"],
+                weight=float(d.get("weight", 1)),
+                pricing=_pricing(d["pricing"]) if "pricing" in d else None,
+            )
             for d in data["deployments"]
         ),
         context_length=data.get("context_length"),
@@ -272,6 +339,8 @@ def _model(slug: str, data: dict[str, Any]) -> ModelConfig:
         features=tuple(data.get("features") or ()),
         fallbacks=tuple(data.get("fallbacks") or ()),
         display_name=data.get("display_name"),
+        strategy=data.get("strategy", "weighted"),
+        timeouts=_timeout_overrides(data.get("timeouts")),
     )
 
 
@@ -291,11 +360,19 @@ def _catalog_problems(path: Path, data: dict[str, Any]) -> Iterator[ConfigProble
                 yield ConfigProblem(
                     path, f"models.{slug}.fallbacks.{i}", f"unknown model {target!r}"
                 )
-    for alias, target in (data.get("aliases") or {}).items():
+    aliases = data.get("aliases") or {}
+    for alias, target in aliases.items():
         if alias in models:
             yield ConfigProblem(path, f"aliases.{alias}", "alias shadows a model of the same name")
         if target not in models:
             yield ConfigProblem(path, f"aliases.{alias}", f"unknown model {target!r}")
+    for name, preset in (data.get("presets") or {}).items():
+        listed = ([preset["model"]] if "model" in preset else []) + list(preset.get("models") or [])
+        if not listed:
+            yield ConfigProblem(path, f"presets.{name}", "needs 'model' or 'models'")
+        for target in listed:
+            if target not in models and target not in aliases:
+                yield ConfigProblem(path, f"presets.{name}", f"unknown model {target!r}")
 
 
 def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[str]]:
@@ -312,7 +389,9 @@ def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[
         if not p.enabled
     ]
     models = {slug: _model(slug, m) for slug, m in data["models"].items()}
-    return Catalog(providers=providers, models=models, aliases=dict(data.get("aliases") or {})), (
+    presets = {name: _preset(name, p) for name, p in (data.get("presets") or {}).items()}
+    aliases = dict(data.get("aliases") or {})
+    return Catalog(providers=providers, models=models, aliases=aliases, presets=presets), (
         warnings
     )
 

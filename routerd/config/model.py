@@ -14,6 +14,7 @@ from typing import Literal
 
 ProviderType = Literal["openai", "anthropic", "gemini", "azure", "echo"]
 FsyncPolicy = Literal["always", "interval", "never"]
+Strategy = Literal["weighted", "ordered", "latency", "cost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,50 @@ class Timeouts:
     first_byte: float = 120.0
     idle: float = 120.0
     total: float | None = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutOverrides:
+    """A model's own timeouts (`models.<slug>.timeouts`): each set field replaces the provider's."""
+
+    connect: float | None = None
+    first_byte: float | None = None
+    idle: float | None = None
+    total: float | None = None
+    total_set: bool = False  # `total: null` (no limit) is an override too
+
+    def apply(self, base: Timeouts) -> Timeouts:
+        return Timeouts(
+            connect=self.connect if self.connect is not None else base.connect,
+            first_byte=self.first_byte if self.first_byte is not None else base.first_byte,
+            idle=self.idle if self.idle is not None else base.idle,
+            total=self.total if self.total_set else base.total,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """Per-provider circuit breaker of each deployment (`providers.<name>.circuit_breaker`).
+
+    Opens after `failures` consecutive failures, or when at least `min_requests` attempts in the
+    last `window` seconds failed at a rate of `error_rate` or more; stays open `cooldown`
+    seconds, then lets one probe through (half-open): success closes it, failure reopens it."""
+
+    failures: int = 5
+    error_rate: float = 0.5
+    window: float = 60.0
+    min_requests: int = 10
+    cooldown: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """`retries` in routerd.yaml: how a failed attempt moves on to the next candidate."""
+
+    max_attempts: int = 3
+    backoff_base: float = 0.05
+    backoff_max: float = 0.5
+    retry_after_max: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +108,7 @@ class DaemonConfig:
     shutdown_grace_seconds: float
     logging: LoggingConfig
     metrics: MetricsConfig
+    retries: RetryConfig = RetryConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +125,9 @@ class ProviderConfig:
     api_version: str | None
     enabled: bool
     disabled_reason: str | None
+    max_concurrency: int | None = None
+    queue_timeout: float = 1.0
+    breaker: BreakerConfig = BreakerConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +145,7 @@ class Deployment:
     provider: str
     model: str
     weight: float = 1.0
+    pricing: Pricing | None = None  # this deployment's own price; default: the model's
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +160,24 @@ class ModelConfig:
     features: tuple[str, ...] = ()
     fallbacks: tuple[str, ...] = ()
     display_name: str | None = None
+    strategy: Strategy = "weighted"
+    timeouts: TimeoutOverrides | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """`presets.<name>` in providers.yaml, requested as `model: "@preset/<name>"`.
+
+    Fixes the model (or the `models` fallback list), default request parameters (the request's
+    own fields win), an optional system prompt put before the request's, and provider
+    preferences."""
+
+    name: str
+    model: str
+    models: tuple[str, ...] = ()
+    parameters: tuple[tuple[str, object], ...] = ()
+    system: str | None = None
+    provider: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +187,7 @@ class Catalog:
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelConfig]
     aliases: dict[str, str]
+    presets: dict[str, Preset] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

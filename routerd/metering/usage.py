@@ -112,6 +112,7 @@ class JournalRecord:
     ttft_ms: int | None = None
     attempts: int = 1
     config_generation: int
+    deployment: str | None = None
 
     def __post_init__(self) -> None:
         self.cost_usd = self.cost_pico_usd / 10**_PICO_DIGITS
@@ -160,6 +161,7 @@ class JournalRecord:
                 "ttft_ms": self.ttft_ms,
                 "attempts": self.attempts,
                 "config_generation": self.config_generation,
+                "deployment": self.deployment,
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )

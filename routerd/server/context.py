@@ -44,6 +44,7 @@ class RequestContext:
     usage: Usage | None = None
     ttft: float | None = None
     attempts: int = 0
+    deployment: str | None = None  # "provider/upstream_model" of the deployment that answered
 
     def fail(self, err: RouterdError) -> None:
         self.status = err.status
@@ -78,6 +79,7 @@ def finish(gateway: Gateway, ctx: RequestContext) -> None:
         ttft_ms=round(ctx.ttft * 1000) if ctx.ttft is not None else None,
         attempts=ctx.attempts,
         config_generation=ctx.table.generation,
+        deployment=ctx.deployment,
     )
     record.set_usage(usage, cost)
     gateway.generations.put(record)

@@ -12,10 +12,11 @@ from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.codecs import WIRE
+from routerd.routing.presets import expand_preset
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
-from routerd.server.pipeline import GATEWAY, Prepared, first_answer, read_json_body
+from routerd.server.pipeline import GATEWAY, Prepared, first_answer, plan_request, read_json_body
 from routerd.server.translate import passthrough_json
 
 INGRESS = "embeddings"
@@ -49,9 +50,12 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
-        ctx.model = check_embeddings_body(body)
-        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        body, preset = expand_preset(ctx.table.config.catalog.presets, body, INGRESS)
+        name = check_embeddings_body(body)
+        ctx.model = preset or name
+        ctx.route = admit_model(ctx.table, ctx.key, name)
+        candidates = plan_request(gateway, ctx, request, body)
         response = await first_answer(
-            ctx, ctx.route, lambda dep: Prepared(dict(body), {}, embeddings=True)
+            gateway, ctx, candidates, lambda _: Prepared(dict(body), {}, embeddings=True)
         )
         return await passthrough_json(ctx, response, WIRE["openai_chat"])

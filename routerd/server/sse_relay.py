@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import orjson
 
+from routerd.errors import ErrorCode
 from routerd.metering.usage import Usage
+from routerd.providers.base import UpstreamError
 from routerd.server.context import RequestContext
 
 
@@ -32,6 +34,11 @@ class FrameSplitter:
             yield buffer[start : end + 2]
             start = end + 2
         self._buffer = buffer[start:]
+
+    @property
+    def pending(self) -> bool:
+        """True when the stream so far ends inside an event (bytes after the last blank line)."""
+        return bool(self._buffer.strip())
 
 
 class ChatUsageFilter:
@@ -59,4 +66,9 @@ class ChatUsageFilter:
         return b"".join(f for f in self._splitter.feed(chunk) if self._keep(f))
 
     def finish(self) -> bytes:
+        if self._splitter.pending:
+            raise UpstreamError(
+                ErrorCode.provider_unavailable,
+                "the upstream stream was cut off in the middle of an event",
+            )
         return b""

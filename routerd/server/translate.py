@@ -14,12 +14,12 @@ import orjson
 from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
-from routerd.formats.canonical import StreamEvent, ToolNameMap
+from routerd.formats.canonical import StreamError, StreamEvent, ToolNameMap
 from routerd.formats.canonical import Usage as CanonicalUsage
 from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec, sse_json
 from routerd.formats.sse import encode_frame
 from routerd.metering.usage import Usage
-from routerd.providers.base import UpstreamError, UpstreamResponse
+from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResponse
 from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.pipeline import response_headers
 from routerd.server.sse_relay import ChatUsageFilter, FrameSplitter
@@ -42,6 +42,9 @@ def _malformed(what: str) -> UpstreamError:
 
 
 async def _read_json(ctx: RequestContext, response: UpstreamResponse) -> tuple[bytes, Any]:
+    if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
+        ctx.first_byte()
+        return response.body, response.data
     try:
         payload = await response.read()
     finally:
@@ -84,9 +87,17 @@ async def translated_json(
 
 
 def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
+    """The event that ends a failed stream in the client's format: `event: error` with
+    Anthropic's envelope (Messages), or a `data:` line with `{"error": {...}}` (Chat)."""
     if ingress.name == "anthropic_messages":
         return encode_frame(anthropic_envelope(err, request_id), "error")
     return encode_frame(openai_envelope(err, request_id))
+
+
+def _cut_off() -> UpstreamError:
+    return UpstreamError(
+        ErrorCode.provider_unavailable, "the upstream stream was cut off in the middle of an event"
+    )
 
 
 class StreamTranslator:
@@ -121,7 +132,16 @@ class StreamTranslator:
         return self._encode(events)
 
     def finish(self) -> bytes:
+        if self._splitter.pending:
+            raise _cut_off()
         return self._encode(self._decoder.finish()) + self._encoder.end()
+
+    def fail(self, ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
+        """Responses clients get `response.failed` from the encoder (it carries the response id
+        and the next sequence number); the other formats their error event."""
+        if ingress.name != "openai_responses":
+            return error_frame(ingress, err, request_id)
+        return self._encoder.frames(StreamError(type="api_error", message=err.message))
 
 
 class UsageScanner:
@@ -134,7 +154,8 @@ class UsageScanner:
         self._usage = CanonicalUsage()
 
     def feed(self, chunk: bytes) -> bytes:
-        for frame in self._splitter.feed(chunk):
+        frames = list(self._splitter.feed(chunk))
+        for frame in frames:
             if b'"usage"' not in frame:
                 continue
             try:
@@ -147,7 +168,7 @@ class UsageScanner:
             if raw:
                 self._usage = self._merge(raw)
                 self._ctx.usage = metered(self._usage)
-        return chunk
+        return b"".join(frames)  # whole events only: a cut-off one never reaches the client
 
     def _merge(self, raw: dict[str, Any]) -> CanonicalUsage:
         fresh = self._wire.decode_usage(raw)
@@ -162,6 +183,8 @@ class UsageScanner:
         return fresh
 
     def finish(self) -> bytes:
+        if self._splitter.pending:
+            raise _cut_off()
         return b""
 
 
@@ -188,7 +211,10 @@ async def relay_stream(
             delivered = True
         except RouterdError as err:
             ctx.fail(err)
-            await response.write(error_frame(ingress, err, ctx.request_id))
+            if isinstance(translator, StreamTranslator):
+                await response.write(translator.fail(ingress, err, ctx.request_id))
+            else:
+                await response.write(error_frame(ingress, err, ctx.request_id))
         await response.write_eof()
     except ConnectionError:
         # a client that hangs up right after the final event (Codex does) got a whole answer
