@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,7 +60,7 @@ class UpstreamResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def iter_chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def release(self) -> None: ...
 
@@ -83,7 +83,7 @@ class BufferedResponse:
     async def read(self) -> bytes:
         return self.body
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         yield self.body
 
     def release(self) -> None:
@@ -109,7 +109,7 @@ class _AiohttpResponse:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise map_client_exception(exc, idle=True) from None
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         content = self.response.content
         try:
             while True:

@@ -12,7 +12,8 @@ or the mid-stream failure the relay recorded on the context.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,13 +101,14 @@ class TrackedStream:
     async def read(self) -> bytes:
         return await self._response.read()
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         first = True
-        async for chunk in self._response.iter_chunks():
-            if first:
-                first = False
-                self._attempt.first_byte()
-            yield chunk
+        async with aclosing(self._response.iter_chunks()) as chunks:
+            async for chunk in chunks:
+                if first:
+                    first = False
+                    self._attempt.first_byte()
+                yield chunk
 
     def release(self) -> None:
         self._response.release()

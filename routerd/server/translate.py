@@ -8,6 +8,7 @@ usage. Usage found on the way is recorded on the request context for metering.
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -200,11 +201,12 @@ async def relay_stream(
     try:
         await response.prepare(request)
         try:
-            async for chunk in upstream.iter_chunks():
-                ctx.first_byte()
-                out = translator.feed(chunk)
-                if out:
-                    await response.write(out)
+            async with aclosing(upstream.iter_chunks()) as chunks:
+                async for chunk in chunks:
+                    ctx.first_byte()
+                    out = translator.feed(chunk)
+                    if out:
+                        await response.write(out)
             tail = translator.finish()
             if tail:
                 await response.write(tail)
