@@ -16,7 +16,8 @@ says how that name answers `POST .../chat/completions` and `.../embeddings`:
     truncated        SSE frames, then half a `data:` line and a clean end of the body
     slow_stream      a normal stream with `slow_seconds` between frames
 
-`hits[name]` counts requests per name. Shapes come from `tests.fakes` (the openai SDK's types).
+`hits[name]` counts requests per name, `bodies` keeps each chat request's (name, JSON body),
+`arrived` is set by every request. Shapes come from `tests.fakes` (the openai SDK's types).
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ def _error(status: int, message: str, type_: str, headers: dict[str, str] | None
 class FaultyUpstream:
     modes: dict[str, str] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
+    bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     retry_after: str = "1"
     hang_seconds: float = 5.0
     slow_seconds: float = 0.15
     server: TestServer | None = None
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def base_url(self, name: str) -> str:
         assert self.server is not None
@@ -103,6 +106,8 @@ class FaultyUpstream:
         mode = self.modes.get(name, "ok")
         self.hits[name] += 1
         body = await request.json()
+        self.bodies.append((name, body))
+        self.arrived.set()
         failed = await self._status(mode)
         if failed is not None:
             return failed

@@ -391,9 +391,8 @@ def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[
     models = {slug: _model(slug, m) for slug, m in data["models"].items()}
     presets = {name: _preset(name, p) for name, p in (data.get("presets") or {}).items()}
     aliases = dict(data.get("aliases") or {})
-    return Catalog(providers=providers, models=models, aliases=aliases, presets=presets), (
-        warnings
-    )
+    catalog = Catalog(providers=providers, models=models, aliases=aliases, presets=presets)
+    return catalog, warnings
 
 
 def _key(entry: dict[str, Any], source: Path) -> KeyConfig:
