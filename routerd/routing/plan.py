@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -155,14 +155,14 @@ def _price(dep: DeploymentRoute, route: ModelRoute) -> tuple[float, float]:
 
 
 def order_deployments(
-    route: ModelRoute, strategy: Strategy, health: HealthRegistry, rng: random.Random
+    route: ModelRoute, strategy: Strategy, health: HealthRegistry, draw: Callable[[], float]
 ) -> list[DeploymentRoute]:
-    """A model's deployments in the order the strategy tries them."""
+    """A model's deployments in the order the strategy tries them (`draw`: uniform in [0, 1))."""
     deps = list(route.deployments)
     if len(deps) < 2 or strategy == "ordered":
         return deps
     if strategy == "weighted":  # Efraimidis-Spirakis: a weighted draw without replacement
-        keyed = [(rng.random() ** (1.0 / d.deployment.weight), i) for i, d in enumerate(deps)]
+        keyed = [(draw() ** (1.0 / d.deployment.weight), i) for i, d in enumerate(deps)]
         return [deps[i] for _, i in sorted(keyed, reverse=True)]
     if strategy == "cost":
         return sorted(deps, key=lambda d: sum(_price(d, route)))
@@ -215,11 +215,11 @@ def plan(
     rng: random.Random | None = None,
 ) -> tuple[Candidate, ...]:
     """The ordered candidates for one request; raises when the preferences leave none."""
-    rng = rng or random.Random()
+    draw = rng.random if rng is not None else random.random
     candidates: list[Candidate] = []
     for route in _fallback_routes(table, key, primary, prefs):
         strategy = prefs.strategy or route.config.strategy
-        deps = _filtered(order_deployments(route, strategy, health, rng), route, prefs)
+        deps = _filtered(order_deployments(route, strategy, health, draw), route, prefs)
         candidates.extend(_candidate(route, dep) for dep in deps)
     if not candidates:
         raise RouterdError(

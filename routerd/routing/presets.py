@@ -35,10 +35,11 @@ def _with_system(body: dict[str, Any], system: str, ingress: str) -> None:
 
 
 def expand_preset(
-    presets: Mapping[str, Preset], body: dict[str, Any], ingress: str
+    presets: Mapping[str, Preset], body: dict[str, Any], ingress: str, *, parameters: bool = True
 ) -> tuple[dict[str, Any], str | None]:
     """The body with its preset applied and the requested `@preset/NAME`, or the body unchanged
-    and None when it names no preset."""
+    and None when it names no preset. `parameters=False` leaves out the preset's parameters
+    (token counting takes no sampling fields)."""
     model = body.get("model")
     if not isinstance(model, str) or not model.startswith(PREFIX):
         return body, None
@@ -47,7 +48,8 @@ def expand_preset(
         raise RouterdError(
             ErrorCode.model_not_found, f"preset {model!r} does not exist", param="model"
         )
-    out = {**dict(preset.parameters), **body, "model": preset.model}
+    defaults = dict(preset.parameters) if parameters else {}
+    out = {**defaults, **body, "model": preset.model}
     if preset.models and "models" not in body:
         out["models"] = list(preset.models)
     if preset.provider and "provider" not in body:

@@ -48,7 +48,7 @@ class Backoff:
 
     def __init__(self, config: RetryConfig, rng: random.Random | None = None) -> None:
         self._config = config
-        self._rng = rng or random.Random()
+        self._uniform = rng.uniform if rng is not None else random.uniform
 
     @property
     def max_attempts(self) -> int:
@@ -58,7 +58,7 @@ class Backoff:
         """Seconds to wait before attempt number `attempts + 1`, or None to skip that candidate
         (same provider, and its Retry-After is longer than `retry_after_max`)."""
         cap = min(self._config.backoff_max, self._config.backoff_base * 2 ** max(attempts - 1, 0))
-        wait = self._rng.uniform(0, cap)
+        wait = self._uniform(0, cap)
         if retry_after and same_provider:
             if retry_after > self._config.retry_after_max:
                 return None

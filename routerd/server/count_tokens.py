@@ -19,6 +19,7 @@ from routerd.formats import anthropic_messages
 from routerd.formats.canonical import TranslationError
 from routerd.formats.estimate import estimate_input_tokens
 from routerd.providers.base import UpstreamResponse
+from routerd.routing.presets import expand_preset
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
@@ -71,8 +72,11 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
-        ctx.model = _check(body)
-        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
+        presets = ctx.table.config.catalog.presets
+        body, preset = expand_preset(presets, body, "messages", parameters=False)
+        name = _check(body)
+        ctx.model = preset or name
+        ctx.route = admit_model(ctx.table, ctx.key, name)
         candidates = plan_request(gateway, ctx, request, body)
         first = candidates[0]
         ctx.route = first.route

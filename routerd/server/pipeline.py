@@ -78,7 +78,7 @@ async def first_answer(
 ) -> UpstreamResponse:
     """Try candidates in order; move on only for failures another deployment may not have,
     with a short jittered backoff, at most `retries.max_attempts` attempts."""
-    backoff = Backoff(ctx.table.config.daemon.retries)
+    retries = ctx.table.config.daemon.retries
     health = gateway.health
     last: UpstreamError | None = None
     previous: Candidate | None = None
@@ -86,7 +86,7 @@ async def first_answer(
     for candidate in candidates:
         dep = candidate.deployment
         provider = dep.provider.config.name
-        if ctx.attempts >= backoff.max_attempts:
+        if ctx.attempts >= retries.max_attempts:
             break
         breaker = dep.provider.config.breaker
         if provider in skipped:
@@ -97,7 +97,7 @@ async def first_answer(
             continue
         if last is not None and previous is not None:
             same = previous.deployment.provider.config.name == provider
-            delay = backoff.delay(ctx.attempts, last.retry_after, same)
+            delay = Backoff(retries).delay(ctx.attempts, last.retry_after, same)
             if delay is None:
                 continue
             await asyncio.sleep(delay)
