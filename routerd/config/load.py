@@ -24,7 +24,6 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from routerd.config.model import (
-    BreakerConfig,
     BudgetConfig,
     BudgetScope,
     Catalog,
@@ -36,13 +35,16 @@ from routerd.config.model import (
     LoggingConfig,
     MetricsConfig,
     ModelConfig,
-    Preset,
     Pricing,
     ProviderConfig,
     RateLimits,
-    RetryConfig,
-    TimeoutOverrides,
     Timeouts,
+)
+from routerd.config.routing import (
+    parse_breaker,
+    parse_preset,
+    parse_retries,
+    parse_timeout_overrides,
 )
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -194,62 +196,12 @@ def _timeouts(data: dict[str, Any] | None, base: Timeouts) -> Timeouts:
     )
 
 
-def _timeout_overrides(data: dict[str, Any] | None) -> TimeoutOverrides | None:
-    if not data:
-        return None
-    return TimeoutOverrides(
-        connect=data.get("connect"),
-        first_byte=data.get("first_byte"),
-        idle=data.get("idle"),
-        total=data.get("total"),
-        total_set="total" in data,
-    )
-
-
-def _breaker(data: dict[str, Any] | None) -> BreakerConfig:
-    if not data:
-        return BreakerConfig()
-    base = BreakerConfig()
-    return BreakerConfig(
-        failures=int(data.get("failures", base.failures)),
-        error_rate=float(data.get("error_rate", base.error_rate)),
-        window=float(data.get("window", base.window)),
-        min_requests=int(data.get("min_requests", base.min_requests)),
-        cooldown=float(data.get("cooldown", base.cooldown)),
-    )
-
-
-def _retries(data: dict[str, Any] | None) -> RetryConfig:
-    if not data:
-        return RetryConfig()
-    base = RetryConfig()
-    return RetryConfig(
-        max_attempts=int(data.get("max_attempts", base.max_attempts)),
-        backoff_base=float(data.get("backoff_base", base.backoff_base)),
-        backoff_max=float(data.get("backoff_max", base.backoff_max)),
-        retry_after_max=float(data.get("retry_after_max", base.retry_after_max)),
-    )
-
-
 def _pricing(data: dict[str, Any]) -> Pricing:
     return Pricing(
         prompt=data["prompt"],
         completion=data["completion"],
         cached_prompt=data.get("cached_prompt"),
         cache_write=data.get("cache_write"),
-    )
-
-
-def _preset(name: str, data: dict[str, Any]) -> Preset:
-    models = list(data.get("models") or ())
-    model = data.get("model") or models.pop(0)
-    return Preset(
-        name=name,
-        model=model,
-        models=tuple(m for m in models if m != model),
-        parameters=tuple((data.get("parameters") or {}).items()),
-        system=data.get("system"),
-        provider=tuple((data.get("provider") or {}).items()),
     )
 
 
@@ -290,7 +242,7 @@ def load_daemon(path: Path) -> DaemonConfig:
         metrics=MetricsConfig(
             enabled=metrics_data.get("enabled", True),
         ),
-        retries=_retries(data.get("retries")),
+        retries=parse_retries(data.get("retries")),
     )
 
 
@@ -316,7 +268,7 @@ def _provider(
         disabled_reason=reason,
         max_concurrency=data.get("max_concurrency"),
         queue_timeout=float(data.get("queue_timeout", 1.0)),
-        breaker=_breaker(data.get("circuit_breaker")),
+        breaker=parse_breaker(data.get("circuit_breaker")),
     )
 
 
@@ -340,7 +292,7 @@ def _model(slug: str, data: dict[str, Any]) -> ModelConfig:
         fallbacks=tuple(data.get("fallbacks") or ()),
         display_name=data.get("display_name"),
         strategy=data.get("strategy", "weighted"),
-        timeouts=_timeout_overrides(data.get("timeouts")),
+        timeouts=parse_timeout_overrides(data.get("timeouts")),
     )
 
 
@@ -389,7 +341,7 @@ def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[
         if not p.enabled
     ]
     models = {slug: _model(slug, m) for slug, m in data["models"].items()}
-    presets = {name: _preset(name, p) for name, p in (data.get("presets") or {}).items()}
+    presets = {name: parse_preset(name, p) for name, p in (data.get("presets") or {}).items()}
     aliases = dict(data.get("aliases") or {})
     catalog = Catalog(providers=providers, models=models, aliases=aliases, presets=presets)
     return catalog, warnings

@@ -103,11 +103,8 @@ class _AiohttpResponse:
         self.headers = self.response.headers
 
     async def read(self) -> bytes:
-        try:
-            async with asyncio.timeout(self.idle):
-                return await self.response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_client_exception(exc, idle=True) from None
+        """The whole body, under the same idle limit between chunks as a stream."""
+        return b"".join([chunk async for chunk in self.iter_chunks()])
 
     async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         content = self.response.content

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from routerd.config.model import RetryConfig
 from routerd.errors import ErrorCode, RouterdError
 from routerd.providers.base import UpstreamError, UpstreamResponse
 from routerd.routing.health import Refusal
@@ -70,6 +71,15 @@ def _refused(candidate: Candidate, why: Refusal, wait: float) -> UpstreamError:
     )
 
 
+async def _back_off(retries: RetryConfig, attempts: int, last: UpstreamError, same: bool) -> bool:
+    """Wait before the next attempt; False when that candidate is to be skipped instead."""
+    delay = Backoff(retries).delay(attempts, last.retry_after, same)
+    if delay is None:
+        return False
+    await asyncio.sleep(delay)
+    return True
+
+
 async def first_answer(
     gateway: Gateway,
     ctx: RequestContext,
@@ -97,10 +107,8 @@ async def first_answer(
             continue
         if last is not None and previous is not None:
             same = previous.deployment.provider.config.name == provider
-            delay = Backoff(retries).delay(ctx.attempts, last.retry_after, same)
-            if delay is None:
+            if not await _back_off(retries, ctx.attempts, last, same):
                 continue
-            await asyncio.sleep(delay)
         prepared = prepare(candidate)
         why = health.acquire(dep.key, breaker)
         if why is not None:
