@@ -267,3 +267,16 @@ async def test_malformed_json_with_no_other_candidate_is_a_502(
     assert caught.value.status_code == 502
     assert caught.value.code == "provider_unavailable"
     await rig.assert_no_leaks()
+
+
+@pytest.mark.parametrize("mode", ["500", "429", "hang_headers"])
+async def test_stream_falls_over_before_its_first_byte(
+    rig: Rig, faulty: FaultyUpstream, sdk: openai.AsyncOpenAI, mode: str
+) -> None:
+    faulty.modes["a"] = mode
+    text, error = await _stream_text(sdk, "t/pair")
+    assert (text, error) == ("".join(STREAM_PIECES), None)
+    assert faulty.hits == {"a": 1, "b": 1}
+    (line,) = await rig.wait_journal(1)
+    assert (line["status"], line["attempts"], line["deployment"]) == (200, 2, "b/b-model")
+    await rig.assert_no_leaks()

@@ -4,6 +4,7 @@ preferences and `models` lists, presets, per-model timeouts and the per-provider
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,27 @@ async def test_embeddings_fall_over_too(
     (line,) = await rig.wait_journal(1)
     assert (line["ingress"], line["attempts"], line["prompt_tokens"]) == ("embeddings", 2, 10)
     await rig.assert_no_leaks()
+
+
+async def test_weighted_balance_over_many_requests(
+    rig: Rig, faulty: FaultyUpstream, sdk: openai.AsyncOpenAI
+) -> None:
+    doc = catalog(faulty)
+    doc["providers"].update(e1={"type": "echo"}, e2={"type": "echo"})
+    doc["models"]["t/weighted"] = {
+        "pricing": {"prompt": 0, "completion": 0},
+        "deployments": [
+            {"provider": "e1", "model": "echo-1", "weight": 3},
+            {"provider": "e2", "model": "echo-1", "weight": 1},
+        ],
+    }
+    await reload_with(rig, doc)
+    served: Counter[str] = Counter()
+    for _ in range(400):
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="t/weighted", messages=MESSAGES
+        )
+        served[raw.headers["x-routerd-provider"]] += 1
+    assert abs(served["e1"] / 400 - 0.75) < 0.08  # 3.7 standard deviations
+    health = await rig.health()
+    assert health["e1/echo-1"]["window_attempts"] == served["e1"]

@@ -2,8 +2,9 @@
 
 One `DeploymentHealth` per deployment key (provider name, base URL, upstream model), held by a
 `HealthRegistry` that the Gateway owns, outside the routing table, so the state of a deployment
-survives reloads while its key is unchanged (a new base URL is a new deployment). No I/O and an
-injected clock: every transition is a plain method call, unit-tested without a server.
+survives reloads while its key is unchanged (a new base URL is a new deployment). No network and
+an injected clock: every transition is a plain method call, unit-tested without a server; each
+breaker transition is logged (`deployment_state`) and reported to the `on_state` listener.
 
 Breaker: closed -> open after `failures` consecutive failures, or when at least `min_requests`
 attempts of the last `window` seconds failed at `error_rate` or more; open -> half-open once
@@ -21,7 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from routerd.config.model import BreakerConfig
+
+log = structlog.get_logger("routerd.health")
 
 DeploymentKey = tuple[str, str, str]
 MAX_COOLING = 60.0
@@ -111,6 +116,9 @@ class HealthRegistry:
     def _set(self, key: DeploymentKey, health: DeploymentHealth, state: State) -> None:
         if health.state is not state:
             health.state = state
+            log.warning(
+                "deployment_state", provider=key[0], upstream_model=key[2], state=state.name
+            )
             if self._on_state is not None:
                 self._on_state(key, state)
 
