@@ -90,6 +90,35 @@ class BufferedResponse:
         pass
 
 
+class _IdleWatch:
+    """The idle limit of one body: one timer per idle period (not one per chunk), which fails
+    the pending read with TimeoutError when routerd has waited `idle` seconds for the next chunk.
+    Time the client spends consuming a chunk does not count: only the wait in `readany`."""
+
+    __slots__ = ("_content", "_handle", "_idle", "_loop", "waiting_since")
+
+    def __init__(self, content: aiohttp.StreamReader, idle: float) -> None:
+        self._content = content
+        self._idle = idle
+        self._loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None
+        self._handle = self._loop.call_at(self._loop.time() + idle, self._check)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _check(self) -> None:
+        since, now = self.waiting_since, self._loop.time()
+        if since is not None and now - since >= self._idle:
+            self._content.set_exception(TimeoutError())
+            return
+        start = since if since is not None else now
+        self._handle = self._loop.call_at(start + self._idle, self._check)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
 @dataclass(slots=True)
 class _AiohttpResponse:
     response: aiohttp.ClientResponse
@@ -108,15 +137,22 @@ class _AiohttpResponse:
 
     async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         content = self.response.content
+        watch = _IdleWatch(content, self.idle) if self.idle else None
         try:
             while True:
-                async with asyncio.timeout(self.idle):
-                    chunk = await content.readany()
+                if watch is not None:
+                    watch.waiting_since = watch.now()
+                chunk = await content.readany()
+                if watch is not None:
+                    watch.waiting_since = None
                 if not chunk:
                     return
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise map_client_exception(exc, idle=True) from None
+        finally:
+            if watch is not None:
+                watch.stop()
 
     def release(self) -> None:
         self.response.release()
