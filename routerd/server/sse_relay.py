@@ -35,10 +35,23 @@ class FrameSplitter:
             start = end + 2
         self._buffer = buffer[start:]
 
-    @property
-    def pending(self) -> bool:
-        """True when the stream so far ends inside an event (bytes after the last blank line)."""
-        return bool(self._buffer.strip())
+    def finish(self) -> bytes:
+        """At the end of the body: the last frame when the upstream only left out its closing
+        blank line, b"" when nothing is left; raises when the body ended inside an event."""
+        rest, self._buffer = self._buffer.strip(), b""
+        if not rest:
+            return b""
+        try:
+            if rest.startswith(b"data:") and (
+                rest[5:].strip() == b"[DONE]" or isinstance(orjson.loads(rest[5:]), dict)
+            ):
+                return rest + b"\n\n"
+        except orjson.JSONDecodeError:
+            pass
+        raise UpstreamError(
+            ErrorCode.provider_unavailable,
+            "the upstream stream was cut off in the middle of an event",
+        )
 
 
 class ChatUsageFilter:
@@ -66,9 +79,5 @@ class ChatUsageFilter:
         return b"".join(f for f in self._splitter.feed(chunk) if self._keep(f))
 
     def finish(self) -> bytes:
-        if self._splitter.pending:
-            raise UpstreamError(
-                ErrorCode.provider_unavailable,
-                "the upstream stream was cut off in the middle of an event",
-            )
-        return b""
+        last = self._splitter.finish()
+        return last if last and self._keep(last) else b""

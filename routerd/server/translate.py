@@ -95,12 +95,6 @@ def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> by
     return encode_frame(openai_envelope(err, request_id))
 
 
-def _cut_off() -> UpstreamError:
-    return UpstreamError(
-        ErrorCode.provider_unavailable, "the upstream stream was cut off in the middle of an event"
-    )
-
-
 class StreamTranslator:
     """Upstream SSE bytes in, client SSE bytes out; records usage on the context."""
 
@@ -133,9 +127,8 @@ class StreamTranslator:
         return self._encode(events)
 
     def finish(self) -> bytes:
-        if self._splitter.pending:
-            raise _cut_off()
-        return self._encode(self._decoder.finish()) + self._encoder.end()
+        out = self.feed(last) if (last := self._splitter.finish()) else b""
+        return out + self._encode(self._decoder.finish()) + self._encoder.end()
 
     def fail(self, ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
         """Responses clients get `response.failed` from the encoder (it carries the response id
@@ -184,9 +177,8 @@ class UsageScanner:
         return fresh
 
     def finish(self) -> bytes:
-        if self._splitter.pending:
-            raise _cut_off()
-        return b""
+        last = self._splitter.finish()
+        return self.feed(last) if last else b""
 
 
 async def relay_stream(
