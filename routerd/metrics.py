@@ -179,6 +179,7 @@ class Metrics:
         self._duration_children: dict[str, Histogram] = {}
         self._ttft_children: dict[str, Histogram] = {}
         self._dropped_children: dict[tuple[str, str], Counter] = {}
+        self._init_routing()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -317,3 +318,58 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every collector and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    # -- routing ------------------------------------------------------------------------------
+    # Label sets are bounded by the catalog (provider, model) and the error taxonomy (outcome);
+    # children are cached by label tuple.
+
+    def _init_routing(self) -> None:
+        r = self.registry
+        self.upstream_attempts = Counter(
+            "routerd_upstream_attempts",
+            "Attempts sent to upstream deployments, by provider, catalog model and outcome "
+            "(ok, an error code, cancelled, client_closed).",
+            ("provider", "model", "outcome"),
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "routerd_fallbacks",
+            "Requests answered by a fallback model instead of the requested one.",
+            ("from_model", "to_model"),
+            registry=r,
+        )
+        self.deployment_state_gauge = Gauge(
+            "routerd_deployment_state",
+            "Circuit breaker state per deployment (upstream model): 0 closed, 1 half-open, 2 open.",
+            ("provider", "model"),
+            registry=r,
+        )
+        self.upstream_inflight_gauge = Gauge(
+            "routerd_upstream_inflight",
+            "Attempts currently waiting on or streaming from an upstream, by provider.",
+            ("provider",),
+            registry=r,
+        )
+        self._routing_children: dict[tuple[int, tuple[str, ...]], Counter | Gauge] = {}
+
+    def _child(self, family: Counter | Gauge, *labels: str) -> Counter | Gauge:
+        key = (id(family), labels)
+        child = self._routing_children.get(key)
+        if child is None:
+            child = self._routing_children[key] = family.labels(*labels)
+        return child
+
+    def upstream_attempt(self, provider: str, model: str, outcome: str) -> None:
+        self._child(self.upstream_attempts, provider, model, outcome).inc()
+
+    def fallback(self, from_model: str, to_model: str) -> None:
+        self._child(self.fallbacks, from_model, to_model).inc()
+
+    def deployment_state(self, key: tuple[str, str, str], state: int) -> None:
+        """A deployment's breaker changed state; `key` is (provider, base URL, upstream model)."""
+        gauge = self._child(self.deployment_state_gauge, key[0], key[2])
+        assert isinstance(gauge, Gauge)
+        gauge.set(state)
+
+    def upstream_inflight(self, provider: str, delta: int) -> None:
+        self._child(self.upstream_inflight_gauge, provider).inc(delta)

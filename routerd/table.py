@@ -14,7 +14,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from routerd.config.model import Deployment, KeyConfig, LoadedConfig, ModelConfig, RateLimits
+from routerd.config.model import (
+    Deployment,
+    KeyConfig,
+    LoadedConfig,
+    ModelConfig,
+    Pricing,
+    RateLimits,
+    Timeouts,
+)
 from routerd.metering.budgets import BudgetRule, build_rules, key_rules, model_rules
 from routerd.metering.pricing import PicoPrices
 from routerd.metering.ratelimit import RateScope
@@ -24,8 +32,17 @@ from routerd.providers.registry import Provider, build_provider, unsupported_rea
 
 @dataclass(frozen=True, slots=True)
 class DeploymentRoute:
+    """One deployment of one model, with everything the request path needs precomputed:
+    effective timeouts (the model's overrides over the provider's), its own price when it has
+    one, the key of its health state (survives reloads while unchanged) and its journal label."""
+
     deployment: Deployment
     provider: Provider
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    pricing: Pricing | None = None
+    prices: PicoPrices | None = None
+    key: tuple[str, str, str] = ("", "", "")
+    label: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,26 @@ def _public(model: ModelConfig, created: int) -> dict[str, Any]:
     return entry
 
 
+def _deployment_route(model: ModelConfig, dep: Deployment, provider: Provider) -> DeploymentRoute:
+    pconf = provider.config
+    timeouts = model.timeouts.apply(pconf.timeouts) if model.timeouts else pconf.timeouts
+    own = dep.pricing
+    prices = (
+        PicoPrices.from_usd(own.prompt, own.completion, own.cached_prompt, own.cache_write)
+        if own
+        else None
+    )
+    return DeploymentRoute(
+        deployment=dep,
+        provider=provider,
+        timeouts=timeouts,
+        pricing=own or model.pricing,
+        prices=prices,
+        key=(pconf.name, pconf.base_url or "", dep.model),
+        label=f"{pconf.name}/{dep.model}",
+    )
+
+
 def _routes(
     config: LoadedConfig, providers: dict[str, Provider], created: int
 ) -> dict[str, ModelRoute]:
@@ -116,7 +153,7 @@ def _routes(
     for slug, model in config.catalog.models.items():
         p = model.pricing
         deployments = tuple(
-            DeploymentRoute(dep, providers[dep.provider])
+            _deployment_route(model, dep, providers[dep.provider])
             for dep in model.deployments
             if dep.provider in providers
         )

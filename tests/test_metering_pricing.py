@@ -22,6 +22,7 @@ DESIGN_FIELDS = [
     "provider", "upstream_model", "stream", "status", "error_code", "prompt_tokens",
     "completion_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens",
     "cost_pico_usd", "cost_usd", "latency_ms", "ttft_ms", "attempts", "config_generation",
+    "deployment",  # added by the routing work: fields are only ever appended
 ]  # fmt: skip
 
 

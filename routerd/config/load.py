@@ -48,6 +48,12 @@ from routerd.config.overrides import (
     user_problems,
     users_from,
 )
+from routerd.config.routing import (
+    parse_breaker,
+    parse_preset,
+    parse_retries,
+    parse_timeout_overrides,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -219,6 +225,15 @@ def _timeouts(data: dict[str, Any] | None, base: Timeouts) -> Timeouts:
     )
 
 
+def _pricing(data: dict[str, Any]) -> Pricing:
+    return Pricing(
+        prompt=data["prompt"],
+        completion=data["completion"],
+        cached_prompt=data.get("cached_prompt"),
+        cache_write=data.get("cache_write"),
+    )
+
+
 def _parse_listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host.strip("[]"), int(port)
@@ -259,6 +274,7 @@ def load_daemon(path: Path) -> DaemonConfig:
         metrics=MetricsConfig(
             enabled=metrics_data.get("enabled", True),
         ),
+        retries=parse_retries(data.get("retries")),
     )
 
 
@@ -282,6 +298,9 @@ def _provider(
         api_version=data.get("api_version"),
         enabled=reason is None,
         disabled_reason=reason,
+        max_concurrency=data.get("max_concurrency"),
+        queue_timeout=float(data.get("queue_timeout", 1.0)),
+        breaker=parse_breaker(data.get("circuit_breaker")),
     )
 
 
@@ -289,14 +308,14 @@ def _model(slug: str, data: dict[str, Any]) -> ModelConfig:
     pricing = data["pricing"]
     return ModelConfig(
         id=slug,
-        pricing=Pricing(
-            prompt=pricing["prompt"],
-            completion=pricing["completion"],
-            cached_prompt=pricing.get("cached_prompt"),
-            cache_write=pricing.get("cache_write"),
-        ),
+        pricing=_pricing(pricing),
         deployments=tuple(
-            Deployment(provider=d["provider"], model=d["model"], weight=float(d.get("weight", 1)))
+            Deployment(
+                provider=d["provider"],
+                model=d["model"],
+                weight=float(d.get("weight", 1)),
+                pricing=_pricing(d["pricing"]) if "pricing" in d else None,
+            )
             for d in data["deployments"]
         ),
         context_length=data.get("context_length"),
@@ -304,6 +323,8 @@ def _model(slug: str, data: dict[str, Any]) -> ModelConfig:
         features=tuple(data.get("features") or ()),
         fallbacks=tuple(data.get("fallbacks") or ()),
         display_name=data.get("display_name"),
+        strategy=data.get("strategy", "weighted"),
+        timeouts=parse_timeout_overrides(data.get("timeouts")),
     )
 
 
@@ -323,11 +344,19 @@ def _catalog_problems(path: Path, data: dict[str, Any]) -> Iterator[ConfigProble
                 yield ConfigProblem(
                     path, f"models.{slug}.fallbacks.{i}", f"unknown model {target!r}"
                 )
-    for alias, target in (data.get("aliases") or {}).items():
+    aliases = data.get("aliases") or {}
+    for alias, target in aliases.items():
         if alias in models:
             yield ConfigProblem(path, f"aliases.{alias}", "alias shadows a model of the same name")
         if target not in models:
             yield ConfigProblem(path, f"aliases.{alias}", f"unknown model {target!r}")
+    for name, preset in (data.get("presets") or {}).items():
+        listed = ([preset["model"]] if "model" in preset else []) + list(preset.get("models") or [])
+        if not listed:
+            yield ConfigProblem(path, f"presets.{name}", "needs 'model' or 'models'")
+        for target in listed:
+            if target not in models and target not in aliases:
+                yield ConfigProblem(path, f"presets.{name}", f"unknown model {target!r}")
 
 
 def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[str]]:
@@ -344,9 +373,10 @@ def load_catalog(path: Path, default_timeouts: Timeouts) -> tuple[Catalog, list[
         if not p.enabled
     ]
     models = {slug: _model(slug, m) for slug, m in data["models"].items()}
-    return Catalog(providers=providers, models=models, aliases=dict(data.get("aliases") or {})), (
-        warnings
-    )
+    presets = {name: parse_preset(name, p) for name, p in (data.get("presets") or {}).items()}
+    aliases = dict(data.get("aliases") or {})
+    catalog = Catalog(providers=providers, models=models, aliases=aliases, presets=presets)
+    return catalog, warnings
 
 
 def _limits(limits: dict[str, Any]) -> RateLimits:

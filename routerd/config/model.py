@@ -15,6 +15,7 @@ from typing import Any, Literal
 ProviderType = Literal["openai", "anthropic", "gemini", "azure", "echo"]
 FsyncPolicy = Literal["always", "interval", "never"]
 ManagedKind = Literal["keys", "users", "budgets", "pricing"]
+Strategy = Literal["weighted", "ordered", "latency", "cost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,50 @@ class Timeouts:
     first_byte: float = 120.0
     idle: float = 120.0
     total: float | None = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutOverrides:
+    """A model's own timeouts (`models.<slug>.timeouts`): each set field replaces the provider's."""
+
+    connect: float | None = None
+    first_byte: float | None = None
+    idle: float | None = None
+    total: float | None = None
+    total_set: bool = False  # `total: null` (no limit) is an override too
+
+    def apply(self, base: Timeouts) -> Timeouts:
+        return Timeouts(
+            connect=self.connect if self.connect is not None else base.connect,
+            first_byte=self.first_byte if self.first_byte is not None else base.first_byte,
+            idle=self.idle if self.idle is not None else base.idle,
+            total=self.total if self.total_set else base.total,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """Per-provider circuit breaker of each deployment (`providers.<name>.circuit_breaker`).
+
+    Opens after `failures` consecutive failures, or when at least `min_requests` attempts in the
+    last `window` seconds failed at a rate of `error_rate` or more; stays open `cooldown`
+    seconds, then lets one probe through (half-open): success closes it, failure reopens it."""
+
+    failures: int = 5
+    error_rate: float = 0.5
+    window: float = 60.0
+    min_requests: int = 10
+    cooldown: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """`retries` in routerd.yaml: how a failed attempt moves on to the next candidate."""
+
+    max_attempts: int = 3
+    backoff_base: float = 0.05
+    backoff_max: float = 0.5
+    retry_after_max: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +117,8 @@ class DaemonConfig:
         """The routerd-owned file of `kind` in `state_dir` (None when state_dir is not set)."""
         return self.state_dir / f"{kind}.yaml" if self.state_dir is not None else None
 
+    retries: RetryConfig = RetryConfig()
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
@@ -87,6 +134,9 @@ class ProviderConfig:
     api_version: str | None
     enabled: bool
     disabled_reason: str | None
+    max_concurrency: int | None = None
+    queue_timeout: float = 1.0
+    breaker: BreakerConfig = BreakerConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +154,7 @@ class Deployment:
     provider: str
     model: str
     weight: float = 1.0
+    pricing: Pricing | None = None  # this deployment's own price; default: the model's
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +169,24 @@ class ModelConfig:
     features: tuple[str, ...] = ()
     fallbacks: tuple[str, ...] = ()
     display_name: str | None = None
+    strategy: Strategy = "weighted"
+    timeouts: TimeoutOverrides | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """`presets.<name>` in providers.yaml, requested as `model: "@preset/<name>"`.
+
+    Fixes the model (or the `models` fallback list), default request parameters (the request's
+    own fields win), an optional system prompt put before the request's, and provider
+    preferences."""
+
+    name: str
+    model: str
+    models: tuple[str, ...] = ()
+    parameters: tuple[tuple[str, object], ...] = ()
+    system: str | None = None
+    provider: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +196,7 @@ class Catalog:
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelConfig]
     aliases: dict[str, str]
+    presets: dict[str, Preset] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,7 @@ class JournalRecord:
     ttft_ms: int | None = None
     attempts: int = 1
     config_generation: int
+    deployment: str | None = None
     usage_estimated: bool = False
 
     def __post_init__(self) -> None:
@@ -161,6 +162,7 @@ class JournalRecord:
                 "ttft_ms": self.ttft_ms,
                 "attempts": self.attempts,
                 "config_generation": self.config_generation,
+                "deployment": self.deployment,
                 "usage_estimated": self.usage_estimated,
             },
             option=orjson.OPT_APPEND_NEWLINE,

@@ -1,8 +1,12 @@
 """The small provider interface: upstream request/response types, transports, and adapters.
 
 A `Transport` sends one `UpstreamRequest` and returns an `UpstreamResponse` (httpx-style: tiny,
-swappable). `AiohttpTransport` is the real one, one pooled `ClientSession` per provider, and the
-one place that maps aiohttp's exceptions to routerd's `UpstreamError`. An `Adapter` differs per
+swappable). `AiohttpTransport` is the real one, one pooled `ClientSession` per provider (the
+connector's limit is `pool_size`), and the one place that maps aiohttp's exceptions to routerd's
+`UpstreamError`. It enforces the timeouts: `connect`, `first_byte` (until the response headers),
+`idle` (the longest gap between two body chunks) and `total` (the whole exchange), and the
+provider's `max_concurrency`: a request waits at most `queue_timeout` for a slot, then fails
+fast with provider_overloaded. An `Adapter` differs per
 upstream type only in URL, headers, payload mapping and error classification.
 """
 
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,11 +35,13 @@ class UpstreamError(RouterdError):
         *,
         upstream_status: int | None = None,
         retry_after: float | None = None,
+        local: bool = False,
     ) -> None:
         headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
         super().__init__(code, message, headers=headers)
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        self.local = local  # routerd's own limit (concurrency cap), not the upstream's failure
 
 
 @dataclass(slots=True)
@@ -54,7 +60,7 @@ class UpstreamResponse(Protocol):
 
     async def read(self) -> bytes: ...
 
-    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def iter_chunks(self) -> AsyncGenerator[bytes, None]: ...
 
     def release(self) -> None: ...
 
@@ -66,8 +72,58 @@ class Transport(Protocol):
 
 
 @dataclass(slots=True)
+class BufferedResponse:
+    """A whole upstream answer read before anything went to the client, with its parsed JSON."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    data: object = None
+
+    async def read(self) -> bytes:
+        return self.body
+
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
+        yield self.body
+
+    def release(self) -> None:
+        pass
+
+
+class _IdleWatch:
+    """The idle limit of one body: one timer per idle period (not one per chunk), which fails
+    the pending read with TimeoutError when routerd has waited `idle` seconds for the next chunk.
+    Time the client spends consuming a chunk does not count: only the wait in `readany`."""
+
+    __slots__ = ("_content", "_handle", "_idle", "_loop", "waiting_since")
+
+    def __init__(self, content: aiohttp.StreamReader, idle: float) -> None:
+        self._content = content
+        self._idle = idle
+        self._loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None
+        self._handle = self._loop.call_at(self._loop.time() + idle, self._check)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _check(self) -> None:
+        since, now = self.waiting_since, self._loop.time()
+        if since is not None and now - since >= self._idle:
+            self._content.set_exception(TimeoutError())
+            return
+        start = since if since is not None else now
+        self._handle = self._loop.call_at(start + self._idle, self._check)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+@dataclass(slots=True)
 class _AiohttpResponse:
     response: aiohttp.ClientResponse
+    idle: float | None
+    on_release: Callable[[], None] | None = None
     status: int = field(init=False)
     headers: Mapping[str, str] = field(init=False)
 
@@ -76,26 +132,40 @@ class _AiohttpResponse:
         self.headers = self.response.headers
 
     async def read(self) -> bytes:
-        try:
-            return await self.response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_client_exception(exc) from None
+        """The whole body, under the same idle limit between chunks as a stream."""
+        return b"".join([chunk async for chunk in self.iter_chunks()])
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
+        content = self.response.content
+        watch = _IdleWatch(content, self.idle) if self.idle else None
         try:
-            async for chunk in self.response.content.iter_any():
+            while True:
+                if watch is not None:
+                    watch.waiting_since = watch.now()
+                chunk = await content.readany()
+                if watch is not None:
+                    watch.waiting_since = None
+                if not chunk:
+                    return
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_client_exception(exc) from None
+            raise map_client_exception(exc, idle=True) from None
+        finally:
+            if watch is not None:
+                watch.stop()
 
     def release(self) -> None:
         self.response.release()
+        if self.on_release is not None:
+            on_release, self.on_release = self.on_release, None
+            on_release()
 
 
-def map_client_exception(exc: BaseException) -> UpstreamError:
+def map_client_exception(exc: BaseException, *, idle: bool = False) -> UpstreamError:
     """The one mapping from aiohttp / timeout exceptions to the taxonomy."""
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamError(ErrorCode.provider_timeout, "the upstream did not answer in time")
+        what = "stopped sending (idle or total timeout)" if idle else "did not answer in time"
+        return UpstreamError(ErrorCode.provider_timeout, f"the upstream {what}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamError(ErrorCode.provider_unavailable, "cannot connect to the upstream")
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
@@ -107,8 +177,34 @@ class AiohttpTransport:
     """HTTP to one provider over one pooled ClientSession, created lazily inside the loop."""
 
     def __init__(self, config: ProviderConfig) -> None:
+        self._name = config.name
         self._pool_size = config.pool_size
         self._session: aiohttp.ClientSession | None = None
+        self._queue_timeout = config.queue_timeout
+        self._slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+
+    @property
+    def connector(self) -> aiohttp.BaseConnector | None:
+        """The pool (for tests and diagnostics: which connections are in use)."""
+        return self._session.connector if self._session is not None else None
+
+    async def _slot(self) -> Callable[[], None] | None:
+        """Wait for a concurrency slot (at most `queue_timeout`); the callback gives it back."""
+        slots = self._slots
+        if slots is None:
+            return None
+        try:
+            if slots.locked() and self._queue_timeout <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(self._queue_timeout or None):
+                await slots.acquire()
+        except TimeoutError:
+            raise UpstreamError(
+                ErrorCode.provider_overloaded,
+                f"routerd's concurrency limit for provider {self._name!r} is reached",
+                local=True,
+            ) from None
+        return slots.release
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -120,7 +216,10 @@ class AiohttpTransport:
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         t = request.timeouts
-        timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.idle)
+        # idle is enforced per body chunk by _AiohttpResponse, not as aiohttp's sock_read, which
+        # would also cut a slow (non-streamed) answer before its headers
+        timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
+        give_back = await self._slot()
         try:
             async with asyncio.timeout(t.first_byte):
                 response = await self._client().request(
@@ -131,8 +230,14 @@ class AiohttpTransport:
                     timeout=timeout,
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if give_back is not None:
+                give_back()
             raise map_client_exception(exc) from None
-        return _AiohttpResponse(response)
+        except BaseException:
+            if give_back is not None:
+                give_back()
+            raise
+        return _AiohttpResponse(response, t.idle, give_back)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -14,7 +14,7 @@ import hashlib
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
@@ -57,7 +57,7 @@ class _EchoResponse:
     async def read(self) -> bytes:
         return b"".join(self._chunks)
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         for chunk in self._chunks:
             yield chunk
 

@@ -57,6 +57,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/readyz", info.readyz)
     if daemon.metrics.enabled:
         app.router.add_get("/metrics", info.metrics)
+        app.router.add_get("/health/providers", info.health_providers)
     app.router.add_post("/admin/reload", info.admin_reload)
     add_admin_routes(app.router)
     app.cleanup_ctx.append(_lifecycle)

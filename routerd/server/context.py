@@ -51,6 +51,7 @@ class RequestContext:
     reservation: Reservation | None = None
     prompt_estimate: int = 0  # tokens (bytes / 4), for a stream cut before its usage arrived
     frames_sent: int = 0  # SSE events written to the client
+    deployment: str | None = None  # "provider/upstream_model" of the deployment that answered
 
     def fail(self, err: RouterdError) -> None:
         self.status = err.status
@@ -117,6 +118,7 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
         attempts=ctx.attempts,
         config_generation=ctx.table.generation,
         usage_estimated=estimated,
+        deployment=ctx.deployment,
     )
     record.set_usage(usage, cost)
     gateway.generations.put(record)

@@ -1,9 +1,10 @@
 """`POST /v1/messages/count_tokens`: Anthropic's token count endpoint.
 
-For a model whose first deployment is an Anthropic upstream, the upstream's own count (the body
-is forwarded with only `model` rewritten). Otherwise routerd's documented estimate
-(`routerd/formats/estimate.py`). Counting costs nothing; it is journaled with ingress
-`count_tokens` and zero tokens, so every finished request still has its line.
+For a model whose first planned candidate is an Anthropic upstream, the upstream's own count (the
+body is forwarded with only `model` rewritten; routing fields are taken off first). Otherwise
+routerd's documented estimate (`routerd/formats/estimate.py`). Counting costs nothing; it is
+journaled with ingress `count_tokens` and zero tokens, so every finished request still has its
+line.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from routerd.formats import anthropic_messages
 from routerd.formats.canonical import TranslationError
 from routerd.formats.estimate import estimate_input_tokens
 from routerd.providers.base import UpstreamResponse
+from routerd.routing.presets import expand_preset
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
-from routerd.server.pipeline import GATEWAY, read_json_body, response_headers
+from routerd.server.pipeline import GATEWAY, plan_request, read_json_body, response_headers
 from routerd.table import DeploymentRoute
 
 INGRESS = "count_tokens"
@@ -53,6 +55,7 @@ async def _upstream_count(
     )
     if built is None:
         return None
+    built.timeouts = dep.timeouts
     ctx.attempts += 1
     ctx.provider, ctx.upstream_model = dep.provider.config.name, dep.deployment.model
     response: UpstreamResponse = await dep.provider.transport.send(built)
@@ -69,9 +72,15 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
-        ctx.model = _check(body)
-        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
-        payload = await _upstream_count(request, ctx, ctx.route.deployments[0], body)
+        presets = ctx.table.config.catalog.presets
+        body, preset = expand_preset(presets, body, "messages", parameters=False)
+        name = _check(body)
+        ctx.model = preset or name
+        ctx.route = admit_model(ctx.table, ctx.key, name)
+        candidates = plan_request(gateway, ctx, request, body)
+        first = candidates[0]
+        ctx.route = first.route
+        payload = await _upstream_count(request, ctx, first.deployment, body)
         if payload is None:
             payload = orjson.dumps({"input_tokens": _estimate(body)})
         return web.Response(

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.codecs import WIRE
+from routerd.routing.presets import expand_preset
 from routerd.server.admission import admit, estimate
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
-from routerd.server.pipeline import GATEWAY, Prepared, first_answer, read_json
+from routerd.server.pipeline import GATEWAY, Prepared, first_answer, plan_request, read_json
 from routerd.server.translate import passthrough_json
 
 INGRESS = "embeddings"
@@ -50,10 +52,15 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body, raw = await read_json(request)
-        ctx.model = check_embeddings_body(body)
-        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
-        await admit(gateway, ctx, estimate(raw, body, embeddings=True), [ctx.route], True)
+        body, preset = expand_preset(ctx.table.config.catalog.presets, body, INGRESS)
+        name = check_embeddings_body(body)
+        ctx.model = preset or name
+        ctx.route = admit_model(ctx.table, ctx.key, name)
+        candidates = plan_request(gateway, ctx, request, body)
+        routes = [c.route for c in candidates]
+        sized = raw if preset is None else orjson.dumps(body)
+        await admit(gateway, ctx, estimate(sized, body, embeddings=True), routes, True)
         response = await first_answer(
-            ctx, ctx.route, lambda dep: Prepared(dict(body), {}, embeddings=True)
+            gateway, ctx, candidates, lambda _: Prepared(dict(body), {}, embeddings=True)
         )
         return await passthrough_json(ctx, response, WIRE["openai_chat"])

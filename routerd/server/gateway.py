@@ -25,6 +25,7 @@ from routerd.metering.ratelimit import RateLimiter, RateScope
 from routerd.metering.store import InMemoryStore, LedgerStore
 from routerd.metrics import Metrics
 from routerd.providers.base import Transport
+from routerd.routing.health import HealthRegistry
 from routerd.table import RoutingTable, build_table, retired_transports
 
 log = structlog.get_logger("routerd")
@@ -47,6 +48,7 @@ class Gateway:
         self.draining = False
         self.ready = False
         self.generations = GenerationCache()
+        self.health = HealthRegistry(on_state=metrics.deployment_state)  # survives reloads
         journal = table.config.daemon.journal
         self.journal = JournalWriter(
             journal.dir,

@@ -80,6 +80,27 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+async def health_providers(request: web.Request) -> web.Response:
+    """Per deployment of the current table: breaker state, latency, error rate, in-flight."""
+    gateway = request.app[GATEWAY]
+    deployments: dict[tuple[str, str, str], dict[str, object]] = {}
+    for route in gateway.table.models.values():
+        for dep in route.deployments:
+            entry = deployments.get(dep.key)
+            if entry is None:
+                entry = deployments[dep.key] = {
+                    "deployment": dep.label,
+                    "provider": dep.provider.config.name,
+                    "upstream_model": dep.deployment.model,
+                    "models": [],
+                    **gateway.health.snapshot(dep.key, dep.provider.config.breaker),
+                }
+            models = entry["models"]
+            assert isinstance(models, list)
+            models.append(route.id)
+    return json_response({"deployments": list(deployments.values())})
+
+
 def require_master_key(request: web.Request) -> None:
     expected = request.app[GATEWAY].table.config.daemon.master_key_sha256
     if expected is None:

@@ -1,6 +1,7 @@
 """The request path shared by every chat-style ingress, as plain steps.
 
-authenticate -> read and check the body -> admit the model -> for each candidate deployment,
+authenticate -> read the body -> expand a preset -> check the body -> admit the model -> plan the
+candidates (model fallbacks x deployments, `routerd/routing/plan.py`) -> for each candidate,
 prepare its body (passthrough when the upstream speaks the ingress's own wire format, only the
 model rewritten; otherwise translate through the canonical form) -> send, moving on only while
 nothing was sent to the client -> relay or translate the answer -> meter (always, in `finally`).
@@ -13,11 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.canonical import CanonicalRequest, ToolNameMap, TranslationError
 from routerd.formats.codecs import INGRESS, WIRE, IngressCodec
+from routerd.routing.plan import Candidate
+from routerd.routing.presets import expand_preset
 from routerd.server.admission import admit, estimate
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
@@ -27,6 +31,7 @@ from routerd.server.pipeline import (
     GATEWAY,
     Prepared,
     first_answer,
+    plan_request,
     read_json,
 )
 from routerd.server.sse_relay import ChatUsageFilter
@@ -37,7 +42,7 @@ from routerd.server.translate import (
     relay_stream,
     translated_json,
 )
-from routerd.table import DeploymentRoute, ModelRoute
+from routerd.table import ModelRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,39 +85,36 @@ def _clamp_raw(body: dict[str, Any], route: ModelRoute) -> dict[str, Any]:
 class _Request:
     """One client request as each candidate deployment needs it: raw or translated."""
 
-    def __init__(
-        self, spec: IngressSpec, body: dict[str, Any], gateway: Gateway, route: ModelRoute
-    ) -> None:
+    def __init__(self, spec: IngressSpec, body: dict[str, Any], gateway: Gateway) -> None:
         self.spec = spec
-        self.route = route
         self.body = body
         self.gateway = gateway
         self.client_wants_usage = _wants_usage(body)
         self.canonical: CanonicalRequest | None = None
         self.names = ToolNameMap()
 
-    def translated(self) -> CanonicalRequest:
+    def translated(self, route: ModelRoute) -> CanonicalRequest:
         if self.canonical is None:
             try:
-                req = self.spec.codec.decode_request(self.body)
+                self.canonical = self.spec.codec.decode_request(self.body)
             except TranslationError as exc:
                 raise _translation_error(exc) from None
-            self.canonical = _clamp(req, self.route)
             self.names = ToolNameMap.for_request(self.canonical)
-        return self.canonical
+        return _clamp(self.canonical, route)
 
-    def prepare(self, dep: DeploymentRoute, headers: dict[str, str]) -> Prepared:
-        wire = dep.provider.adapter.wire_format
+    def prepare(self, candidate: Candidate, headers: dict[str, str]) -> Prepared:
+        """The body for one candidate; clamped to the answering model's own output limit."""
+        route, wire = candidate.route, candidate.deployment.provider.adapter.wire_format
         if wire == self.spec.codec.name:
-            body = _clamp_raw(dict(self.body), self.route)
+            body = _clamp_raw(dict(self.body), route)
             if body.get("stream") and wire == "openai_chat":
                 body["stream_options"] = {
                     **(body.get("stream_options") or {}),
                     "include_usage": True,
                 }
             return Prepared(body, headers)
-        req = self.translated()
-        default_max = self.route.config.max_output_tokens
+        req = self.translated(route)
+        default_max = route.config.max_output_tokens
         try:
             body, dropped = WIRE[wire].encode_request(req, self.names, default_max)
         except TranslationError as exc:
@@ -126,10 +128,16 @@ def _wants_usage(body: dict[str, Any]) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
-async def _answer(request: web.Request, ctx: RequestContext, call: _Request) -> web.StreamResponse:
-    assert ctx.route is not None
+async def _answer(
+    request: web.Request,
+    ctx: RequestContext,
+    call: _Request,
+    candidates: tuple[Candidate, ...],
+) -> web.StreamResponse:
     forwarded = {h: v for h in call.spec.forward_headers if (v := request.headers.get(h))}
-    response = await first_answer(ctx, ctx.route, lambda dep: call.prepare(dep, forwarded))
+    response = await first_answer(
+        call.gateway, ctx, candidates, lambda candidate: call.prepare(candidate, forwarded)
+    )
     wire = WIRE[ctx.wire]
     codec = call.spec.codec
     if ctx.wire == codec.name:
@@ -154,10 +162,14 @@ async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
     async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body, raw = await read_json(request)
-        ctx.model, ctx.stream = spec.check(body)
-        ctx.route = admit_model(ctx.table, ctx.key, ctx.model)
-        await admit(gateway, ctx, estimate(raw, body), [ctx.route])
-        return await _answer(request, ctx, _Request(spec, body, gateway, ctx.route))
+        body, preset = expand_preset(ctx.table.config.catalog.presets, body, spec.name)
+        name, ctx.stream = spec.check(body)
+        ctx.model = preset or name
+        ctx.route = admit_model(ctx.table, ctx.key, name)
+        candidates = plan_request(gateway, ctx, request, body)
+        sized = raw if preset is None else orjson.dumps(body)
+        await admit(gateway, ctx, estimate(sized, body), [c.route for c in candidates])
+        return await _answer(request, ctx, _Request(spec, body, gateway), candidates)
 
 
 def handler(spec: IngressSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -1,32 +1,31 @@
-"""Steps shared by every ingress handler: read the body, try candidate deployments, headers.
+"""Steps shared by every ingress handler: read the body, plan candidates, try them, headers.
 
 Each step is a plain call (no middleware): handlers compose them in order, so a later stage
-(budgets, cache, guardrails) can be inserted between admission and routing.
+(budgets, cache, guardrails) can be inserted between planning and sending. `first_answer` is the
+retry seam: it moves on to the next candidate only while nothing was sent to the client.
 """
 
 from __future__ import annotations
 
-import random
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from routerd.config.model import RetryConfig
 from routerd.errors import ErrorCode, RouterdError
 from routerd.providers.base import UpstreamError, UpstreamResponse
+from routerd.routing.health import Refusal
+from routerd.routing.plan import ROUTE_HEADER, Candidate, plan, take_preferences
+from routerd.routing.retry import SKIPS_PROVIDER, Backoff, is_retryable
+from routerd.server.attempts import Prepared, attempt
 from routerd.server.context import RequestContext
 from routerd.server.gateway import Gateway
-from routerd.table import DeploymentRoute, ModelRoute
 
 GATEWAY = web.AppKey("gateway", Gateway)
-_RETRYABLE = {
-    ErrorCode.provider_unavailable,
-    ErrorCode.provider_timeout,
-    ErrorCode.provider_rate_limit,
-    ErrorCode.provider_overloaded,
-}
+__all__ = ["GATEWAY", "Prepared", "first_answer", "plan_request", "read_json_body"]
 
 
 async def read_json_body(request: web.Request) -> dict[str, Any]:
@@ -54,66 +53,87 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     return body, raw
 
 
-def candidates(route: ModelRoute) -> list[DeploymentRoute]:
-    """Deployments in try order: a weighted draw first, then the rest by weight."""
-    deps = list(route.deployments)
-    if len(deps) < 2:
-        return deps
-    first = random.choices(deps, weights=[d.deployment.weight for d in deps])[0]
-    rest = sorted((d for d in deps if d is not first), key=lambda d: -d.deployment.weight)
-    return [first, *rest]
+def plan_request(
+    gateway: Gateway, ctx: RequestContext, request: web.Request, body: dict[str, Any]
+) -> tuple[Candidate, ...]:
+    """The admitted model's candidates, with the request's routing fields taken off `body`."""
+    assert ctx.key is not None and ctx.route is not None
+    prefs = take_preferences(body, request.headers.get(ROUTE_HEADER))
+    return plan(ctx.table, ctx.key, ctx.route, prefs, gateway.health)
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """The body (and client headers to forward) for one deployment."""
-
-    body: dict[str, Any]
-    headers: dict[str, str]
-    embeddings: bool = False
-
-
-async def _send(ctx: RequestContext, dep: DeploymentRoute, prepared: Prepared) -> UpstreamResponse:
-    ctx.attempts += 1
-    ctx.provider = dep.provider.config.name
-    ctx.upstream_model = dep.deployment.model
-    ctx.wire = dep.provider.adapter.wire_format
-    adapter = dep.provider.adapter
-    if prepared.embeddings:
-        built = adapter.build_embeddings_request(dep.deployment.model, prepared.body)
-        if built is None:
-            raise RouterdError(
-                ErrorCode.invalid_request,
-                f"provider {ctx.provider!r} of model {ctx.route.id if ctx.route else ''!r} "
-                "serves no embeddings",
-                param="model",
-            )
-        upstream = built
-    else:
-        upstream = adapter.build_request(
-            dep.deployment.model, prepared.body, ctx.stream, prepared.headers
+def _refused(candidate: Candidate, why: Refusal, wait: float) -> UpstreamError:
+    label = candidate.deployment.label
+    if why is Refusal.cooling:
+        return UpstreamError(
+            ErrorCode.provider_rate_limit,
+            f"deployment {label} asked routerd to wait (Retry-After)",
+            retry_after=wait or None,
         )
-    response = await dep.provider.transport.send(upstream)
-    if response.status >= 400:
-        payload = await response.read()
-        response.release()
-        raise dep.provider.adapter.classify_error(response.status, payload, response.headers)
-    return response
+    return UpstreamError(
+        ErrorCode.provider_unavailable,
+        f"deployment {label} is failing (circuit breaker open); retry later",
+        retry_after=wait or None,
+    )
+
+
+async def _back_off(retries: RetryConfig, attempts: int, last: UpstreamError, same: bool) -> bool:
+    """Wait before the next attempt; False when that candidate is to be skipped instead."""
+    delay = Backoff(retries).delay(attempts, last.retry_after, same)
+    if delay is None:
+        return False
+    await asyncio.sleep(delay)
+    return True
 
 
 async def first_answer(
-    ctx: RequestContext, route: ModelRoute, prepare: Callable[[DeploymentRoute], Prepared]
+    gateway: Gateway,
+    ctx: RequestContext,
+    candidates: tuple[Candidate, ...],
+    prepare: Callable[[Candidate], Prepared],
 ) -> UpstreamResponse:
-    """Try candidates in order; move on only for failures another deployment may not have."""
+    """Try candidates in order; move on only for failures another deployment may not have,
+    with a short jittered backoff, at most `retries.max_attempts` attempts."""
+    retries = ctx.table.config.daemon.retries
+    health = gateway.health
     last: UpstreamError | None = None
-    for dep in candidates(route):
+    previous: Candidate | None = None
+    skipped: set[str] = set()
+    for candidate in candidates:
+        dep = candidate.deployment
+        provider = dep.provider.config.name
+        if ctx.attempts >= retries.max_attempts:
+            break
+        breaker = dep.provider.config.breaker
+        if provider in skipped:
+            continue
+        why = health.refusal(dep.key, breaker)
+        if why is not None:
+            last = last or _refused(candidate, why, health.retry_in(dep.key, breaker))
+            continue
+        if last is not None and previous is not None:
+            same = previous.deployment.provider.config.name == provider
+            if not await _back_off(retries, ctx.attempts, last, same):
+                continue
+        prepared = prepare(candidate)
+        why = health.acquire(dep.key, breaker)
+        if why is not None:
+            last = last or _refused(candidate, why, health.retry_in(dep.key, breaker))
+            continue
         try:
-            return await _send(ctx, dep, prepare(dep))
+            response = await attempt(gateway, ctx, candidate, prepared)
         except UpstreamError as err:
-            last = err
-            if err.code not in _RETRYABLE:
+            if not is_retryable(err.code):
                 raise
-    assert last is not None
+            last, previous = err, candidate
+            if err.code in SKIPS_PROVIDER:
+                skipped.add(provider)
+            continue
+        if candidate.route.id != candidates[0].route.id:
+            gateway.metrics.fallback(candidates[0].route.id, candidate.route.id)
+        return response
+    if last is None:
+        last = UpstreamError(ErrorCode.provider_unavailable, "no deployment could be tried")
     raise last
 
 

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import orjson
 
+from routerd.errors import ErrorCode
 from routerd.metering.usage import Usage
+from routerd.providers.base import UpstreamError
 from routerd.server.context import RequestContext
 
 
@@ -32,6 +34,24 @@ class FrameSplitter:
             yield buffer[start : end + 2]
             start = end + 2
         self._buffer = buffer[start:]
+
+    def finish(self) -> bytes:
+        """At the end of the body: the last frame when the upstream only left out its closing
+        blank line, b"" when nothing is left; raises when the body ended inside an event."""
+        rest, self._buffer = self._buffer.strip(), b""
+        if not rest:
+            return b""
+        try:
+            if rest.startswith(b"data:") and (
+                rest[5:].strip() == b"[DONE]" or isinstance(orjson.loads(rest[5:]), dict)
+            ):
+                return rest + b"\n\n"
+        except orjson.JSONDecodeError:
+            pass
+        raise UpstreamError(
+            ErrorCode.provider_unavailable,
+            "the upstream stream was cut off in the middle of an event",
+        )
 
 
 class ChatUsageFilter:
@@ -59,4 +79,5 @@ class ChatUsageFilter:
         return b"".join(f for f in self._splitter.feed(chunk) if self._keep(f))
 
     def finish(self) -> bytes:
-        return b""
+        last = self._splitter.finish()
+        return last if last and self._keep(last) else b""

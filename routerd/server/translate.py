@@ -8,18 +8,19 @@ usage. Usage found on the way is recorded on the request context for metering.
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
-from routerd.formats.canonical import StreamEvent, ToolNameMap
+from routerd.formats.canonical import StreamError, StreamEvent, ToolNameMap
 from routerd.formats.canonical import Usage as CanonicalUsage
 from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec, sse_json
 from routerd.formats.sse import encode_frame
 from routerd.metering.usage import Usage
-from routerd.providers.base import UpstreamError, UpstreamResponse
+from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResponse
 from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.pipeline import response_headers
 from routerd.server.sse_relay import ChatUsageFilter, FrameSplitter
@@ -42,6 +43,9 @@ def _malformed(what: str) -> UpstreamError:
 
 
 async def _read_json(ctx: RequestContext, response: UpstreamResponse) -> tuple[bytes, Any]:
+    if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
+        ctx.first_byte()
+        return response.body, response.data
     try:
         payload = await response.read()
     finally:
@@ -84,6 +88,8 @@ async def translated_json(
 
 
 def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
+    """The event that ends a failed stream in the client's format: `event: error` with
+    Anthropic's envelope (Messages), or a `data:` line with `{"error": {...}}` (Chat)."""
     if ingress.name == "anthropic_messages":
         return encode_frame(anthropic_envelope(err, request_id), "error")
     return encode_frame(openai_envelope(err, request_id))
@@ -121,7 +127,15 @@ class StreamTranslator:
         return self._encode(events)
 
     def finish(self) -> bytes:
-        return self._encode(self._decoder.finish()) + self._encoder.end()
+        out = self.feed(last) if (last := self._splitter.finish()) else b""
+        return out + self._encode(self._decoder.finish()) + self._encoder.end()
+
+    def fail(self, ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
+        """Responses clients get `response.failed` from the encoder (it carries the response id
+        and the next sequence number); the other formats their error event."""
+        if ingress.name != "openai_responses":
+            return error_frame(ingress, err, request_id)
+        return self._encoder.frames(StreamError(type="api_error", message=err.message))
 
 
 class UsageScanner:
@@ -134,7 +148,8 @@ class UsageScanner:
         self._usage = CanonicalUsage()
 
     def feed(self, chunk: bytes) -> bytes:
-        for frame in self._splitter.feed(chunk):
+        frames = list(self._splitter.feed(chunk))
+        for frame in frames:
             if b'"usage"' not in frame:
                 continue
             try:
@@ -147,7 +162,7 @@ class UsageScanner:
             if raw:
                 self._usage = self._merge(raw)
                 self._ctx.usage = metered(self._usage)
-        return chunk
+        return b"".join(frames)  # whole events only: a cut-off one never reaches the client
 
     def _merge(self, raw: dict[str, Any]) -> CanonicalUsage:
         fresh = self._wire.decode_usage(raw)
@@ -162,7 +177,8 @@ class UsageScanner:
         return fresh
 
     def finish(self) -> bytes:
-        return b""
+        last = self._splitter.finish()
+        return self.feed(last) if last else b""
 
 
 async def relay_stream(
@@ -177,19 +193,23 @@ async def relay_stream(
     try:
         await response.prepare(request)
         try:
-            async for chunk in upstream.iter_chunks():
-                ctx.first_byte()
-                out = translator.feed(chunk)
-                if out:
-                    ctx.frames_sent += out.count(b"\n\n")
-                    await response.write(out)
+            async with aclosing(upstream.iter_chunks()) as chunks:
+                async for chunk in chunks:
+                    ctx.first_byte()
+                    out = translator.feed(chunk)
+                    if out:
+                        ctx.frames_sent += out.count(b"\n\n")
+                        await response.write(out)
             tail = translator.finish()
             if tail:
                 await response.write(tail)
             delivered = True
         except RouterdError as err:
             ctx.fail(err)
-            await response.write(error_frame(ingress, err, ctx.request_id))
+            if isinstance(translator, StreamTranslator):
+                await response.write(translator.fail(ingress, err, ctx.request_id))
+            else:
+                await response.write(error_frame(ingress, err, ctx.request_id))
         await response.write_eof()
     except ConnectionError:
         # a client that hangs up right after the final event (Codex does) got a whole answer
