@@ -23,7 +23,7 @@ from routerd.config.model import (
     RateLimits,
     Timeouts,
 )
-from routerd.metering.budgets import BudgetRule, build_rules, key_rules, model_rules
+from routerd.metering.budgets import BudgetRule, RuleIndex, build_rules, model_rules
 from routerd.metering.pricing import PicoPrices
 from routerd.metering.ratelimit import RateScope
 from routerd.providers.base import Transport
@@ -168,14 +168,23 @@ def _routes(
     return routes
 
 
-def _allowed(globs: tuple[str, ...], names: list[str]) -> frozenset[str]:
-    pattern = re.compile("|".join(fnmatch.translate(g) for g in globs))
-    return frozenset(n for n in names if pattern.match(n))
+def _allowed(
+    globs: tuple[str, ...], names: list[str], seen: dict[tuple[str, ...], frozenset[str]]
+) -> frozenset[str]:
+    """The models `globs` admit; keys share few distinct glob lists, so each is matched once."""
+    found = seen.get(globs)
+    if found is None:
+        pattern = re.compile("|".join(fnmatch.translate(g) for g in globs))
+        found = seen[globs] = frozenset(n for n in names if pattern.match(n))
+    return found
+
+
+_NO_LIMITS = RateLimits()
 
 
 def _rate_scopes(key: KeyConfig, config: LoadedConfig) -> tuple[RateScope, ...]:
     scopes = []
-    if key.limits != RateLimits():
+    if key.limits != _NO_LIMITS:
         scopes.append(RateScope(f"key:{key.id}", key.limits))
     if key.user is not None and key.user in config.user_limits:
         scopes.append(RateScope(f"user:{key.user}", config.user_limits[key.user]))
@@ -185,20 +194,48 @@ def _rate_scopes(key: KeyConfig, config: LoadedConfig) -> tuple[RateScope, ...]:
     return tuple(scopes)
 
 
-def _key_entry(
-    key: KeyConfig,
-    config: LoadedConfig,
-    names: list[str],
-    rules: dict[str, BudgetRule],
-    blocked: set[str],
-) -> KeyEntry:
-    return KeyEntry(
-        config=key,
-        allowed_models=_allowed(key.models, names),
-        budgets=key_rules(key, rules),
-        rate_scopes=_rate_scopes(key, config),
-        blocked=key.user in blocked,
-    )
+class _KeyEntries:
+    """Builds every `KeyEntry` of one table, sharing the work keys have in common, and reusing
+    the previous table's entry of a key when neither the key nor anything its entry derives
+    from (model names, budgets, users' and tags' limits, blocked users) changed."""
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        names: list[str],
+        rules: dict[str, BudgetRule],
+        previous: RoutingTable | None,
+    ):
+        self.config = config
+        self.names = names
+        self.index = RuleIndex(rules)
+        self.blocked = frozenset(u.id for u in config.users if u.blocked)
+        self.allowed: dict[tuple[str, ...], frozenset[str]] = {}
+        self.reusable: dict[str, KeyEntry] = {}
+        if previous is not None and self._same_context(previous, rules):
+            self.reusable = previous.keys_by_hash
+
+    def _same_context(self, previous: RoutingTable, rules: dict[str, BudgetRule]) -> bool:
+        old = previous.config
+        return (
+            list(previous.models) == self.names
+            and previous.budgets == rules
+            and old.user_limits == self.config.user_limits
+            and old.tag_limits == self.config.tag_limits
+            and frozenset(u.id for u in old.users if u.blocked) == self.blocked
+        )
+
+    def entry(self, key: KeyConfig) -> KeyEntry:
+        old = self.reusable.get(key.sha256)
+        if old is not None and (old.config is key or old.config == key):
+            return old
+        return KeyEntry(
+            config=key,
+            allowed_models=_allowed(key.models, self.names, self.allowed),
+            budgets=self.index.for_key(key),
+            rate_scopes=_rate_scopes(key, self.config),
+            blocked=key.user in self.blocked,
+        )
 
 
 def build_table(
@@ -214,9 +251,10 @@ def build_table(
     lookup = dict(models)
     for alias, target in config.catalog.aliases.items():
         lookup[alias] = models[target]
-    names = list(models)
-    blocked = {u.id for u in config.users if u.blocked}
-    keys = {k.sha256: _key_entry(k, config, names, rules, blocked) for k in config.keys}
+    if previous is not None and previous.budgets == rules:
+        rules = previous.budgets  # equal: keep the objects the reused key entries hold
+    entries = _KeyEntries(config, list(models), rules, previous)
+    keys = {k.sha256: entries.entry(k) for k in config.keys}
     return RoutingTable(
         generation=generation,
         config=config,

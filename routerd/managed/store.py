@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+import orjson
 
+from routerd.config.documents import DocumentCache, read_document
 from routerd.config.load import ConfigError, ConfigProblem, load_all
 from routerd.config.model import DaemonConfig, LoadedConfig, ManagedKind
 
@@ -111,23 +112,34 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def dump_document(kind: ManagedKind, doc: dict[str, Any]) -> bytes:
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+    """The header comment, then the document as JSON with one entry per line: valid YAML (and
+    JSON after the comment), a one-line diff per changed entry in git, and parsed by orjson, so
+    a change to a 10,000-key file costs milliseconds, not the seconds of a YAML round trip."""
+    entries = doc.get(kind) or []
+    lines = [orjson.dumps(entry).decode() for entry in entries]
+    body = "{" + orjson.dumps(kind).decode() + ": [" + ",".join(f"\n  {x}" for x in lines)
+    body += ("\n" if lines else "") + "]}\n"
     return (_HEADER.format(kind=kind) + body).encode("utf-8")
 
 
 class ManagedStore:
     """The managed files of one `routerd.yaml` (its `state_dir`)."""
 
-    def __init__(self, config_path: Path, state_dir: Path) -> None:
+    def __init__(
+        self, config_path: Path, state_dir: Path, documents: DocumentCache | None = None
+    ) -> None:
         self.config_path = config_path
         self.state_dir = state_dir
+        self.documents = documents  # the daemon's: validating a change skips unchanged files
 
     @classmethod
-    def of(cls, daemon: DaemonConfig) -> ManagedStore | None:
+    def of(
+        cls, daemon: DaemonConfig, documents: DocumentCache | None = None
+    ) -> ManagedStore | None:
         """The store of a loaded daemon config; None when `state_dir` is not set."""
         if daemon.state_dir is None:
             return None
-        return cls(daemon.path, daemon.state_dir)
+        return cls(daemon.path, daemon.state_dir, documents)
 
     def path(self, kind: ManagedKind) -> Path:
         return self.state_dir / f"{kind}.yaml"
@@ -135,12 +147,12 @@ class ManagedStore:
     def read(self, kind: ManagedKind) -> dict[str, Any]:
         """The managed document of `kind` as on disk (`{kind: []}` when the file is missing)."""
         path = self.path(kind)
+        if not path.exists():
+            return {kind: []}
         try:
-            raw = yaml.safe_load(path.read_bytes())
-        except FileNotFoundError:
-            raw = None
-        except yaml.YAMLError as exc:
-            raise ChangeRejected([ConfigProblem(path, "", f"invalid YAML: {exc}")], None) from None
+            raw = read_document(path)
+        except ConfigError as exc:
+            raise ChangeRejected(exc.problems, None) from None
         if raw is None:
             return {kind: []}
         if not isinstance(raw, dict) or not isinstance(raw.get(kind), list):
@@ -178,7 +190,7 @@ class ManagedStore:
             result = mutate(docs)
             overlay = {self.path(kind): docs.data[kind] for kind in docs.changed}
             try:
-                built = build(load_all(self.config_path, overlay))
+                built = build(load_all(self.config_path, overlay, self.documents))
             except ConfigError as exc:
                 raise ChangeRejected(exc.problems, docs.focus) from None
             except ValueError as exc:  # the table build: a price that is not exact

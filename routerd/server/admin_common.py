@@ -157,7 +157,7 @@ def rejected(exc: ChangeRejected, store: ManagedStore) -> RouterdError:
 async def commit(request: web.Request, mutate: Callable[[Docs, LoadedConfig], T]) -> T:
     """Apply one change to the managed files and swap in the resulting table."""
     gateway: Gateway = request.app[GATEWAY]
-    store = ManagedStore.of(gateway.table.config.daemon)
+    store = ManagedStore.of(gateway.table.config.daemon, gateway.documents)
     if store is None:
         raise RouterdError(
             ErrorCode.invalid_request,

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import structlog
 
-from routerd.config.load import ConfigError, load_all
+from routerd.config.load import ConfigError, DocumentCache, load_all
 from routerd.config.model import LoadedConfig
 from routerd.metering.generations import GenerationCache
 from routerd.metering.journal import JournalWriter
@@ -65,6 +65,7 @@ class Gateway:
         self.limiter = RateLimiter(self.store, clock)
         metrics.budgets_configured(table.budgets.values())
         self._reload_lock = asyncio.Lock()
+        self.documents = DocumentCache()  # reloads re-read only the files that changed
         self.last_used: dict[str, datetime] = {}  # key id -> last request (rebuilt from journal)
         self._background: set[asyncio.Task[None]] = set()
         metrics.config_reloaded(True, table.generation)
@@ -102,7 +103,7 @@ class Gateway:
         async with self._reload_lock:
             old = self.table
             try:
-                config = await asyncio.to_thread(load_all, self.config_path)
+                config = await asyncio.to_thread(load_all, self.config_path, None, self.documents)
                 new = self._builder(old)(config)
             except (ConfigError, ValueError) as exc:
                 self.metrics.config_reloaded(False, None)

@@ -112,10 +112,17 @@ async def _reload_rows(tmp: Path, args: argparse.Namespace, up_port: int, srv_cp
         startup = await wait_ready(proc, f"http://127.0.0.1:{port}/readyz", limit=600)
         metrics = f"http://127.0.0.1:{port}/metrics"
         timing = await reload.time_reloads(proc.pid, metrics, proc.log, args.reloads)
+        keys_file = config.parent / "keys.yaml"
+        edit = reload.add_key_edit(keys_file)
+        yaml_edit = await reload.time_reloads(proc.pid, metrics, proc.log, args.reloads, edit)
+        reload.to_json_keys(keys_file)
+        json_edit = await reload.time_reloads(proc.pid, metrics, proc.log, args.reloads, edit)
         print("reload: loop under load ...", file=sys.stderr, flush=True)
         script = wrk.write_script(tmp, "big-chat", phases.CHAT, phases.AUTH)
         stop_evt = asyncio.Event()
-        loop_task = asyncio.create_task(reload.reload_loop(proc.pid, metrics, proc.log, stop_evt))
+        loop_task = asyncio.create_task(
+            reload.reload_loop(proc.pid, metrics, proc.log, stop_evt, edit)
+        )
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         res = await asyncio.to_thread(
             wrk.run, url, script, concurrency=16, seconds=args.reload_load_seconds, cpu=gen_cpu
@@ -124,6 +131,7 @@ async def _reload_rows(tmp: Path, args: argparse.Namespace, up_port: int, srv_cp
         reloads_done = await loop_task
         return {
             "startup_s": startup, "poll_s": timing.poll_s, "log_s": timing.log_s,
+            "yaml_edit_log_s": yaml_edit.log_s, "json_edit_log_s": json_edit.log_s,
             "loop_requests": res.requests, "loop_failed": res.errors,
             "loop_error_detail": res.error_detail, "loop_reloads": reloads_done,
             "loop_seconds": res.seconds, "rss_mb": rss_mb(proc.pid),
