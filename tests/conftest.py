@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anthropic
@@ -22,6 +24,10 @@ from routerd.metrics import Metrics
 from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.fakes import FakeOpenAI
+
+if TYPE_CHECKING:
+    from tests.fakes_faulty import FaultyUpstream
+    from tests.routing_rig import Rig
 from tests.fakes_anthropic import FakeAnthropic
 from tests.fakes_gemini import FakeGemini
 
@@ -179,6 +185,26 @@ async def fake_upstream() -> AsyncIterator[FakeOpenAI]:
         await fake.close()
 
 
+@asynccontextmanager
+async def serve_config(
+    config_path: Path, fake: FakeOpenAI, clock: Callable[[], float] = time.time
+) -> AsyncIterator[Routerd]:
+    """routerd on `config_path` (as the test edited it), with an injectable clock."""
+    gateway = Gateway.load(config_path, Metrics(), clock=clock)
+    server = TestServer(build_app(gateway), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Routerd(config_path.parent, config_path, gateway, server, fake)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, fake_upstream: FakeOpenAI) -> Path:
+    """A config for the fake upstream that a test edits before `serve_config`."""
+    return write_config(tmp_path / "cfg", fake_upstream.base_url)
+
+
 @pytest.fixture
 async def routerd(tmp_path: Path, fake_upstream: FakeOpenAI) -> AsyncIterator[Routerd]:
     config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
@@ -296,3 +322,33 @@ async def echo_client(routerd: Routerd) -> AsyncIterator[openai.AsyncOpenAI]:
         yield sdk
     finally:
         await sdk.close()
+
+
+# -- the routing rig (tests/routing_rig.py imports this module, so it is imported lazily) ------
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[FaultyUpstream]:
+    from tests.routing_rig import faulty_upstream
+
+    async for upstream in faulty_upstream():
+        yield upstream
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, faulty: FaultyUpstream) -> AsyncIterator[Rig]:
+    from tests.routing_rig import start_rig
+
+    started = await start_rig(tmp_path, faulty)
+    try:
+        yield started
+    finally:
+        await started.server.close()
+
+
+@pytest.fixture
+async def sdk(rig: Rig) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=f"{rig.url}/v1", api_key=FULL_KEY, max_retries=0
+    ) as client:
+        yield client

@@ -7,8 +7,6 @@ the journal line, the attempt metrics, and that no upstream connection or task i
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import anthropic
@@ -18,33 +16,10 @@ import pytest
 from tests.conftest import FULL_KEY
 from tests.fakes import REPLY_TEXT, STREAM_PIECES
 from tests.fakes_faulty import FaultyUpstream
-from tests.routing_rig import Rig, catalog, faulty_upstream, start_rig
+from tests.routing_rig import Rig, catalog
 from tests.test_server_ops import sample
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def faulty() -> AsyncIterator[FaultyUpstream]:
-    async for upstream in faulty_upstream():
-        yield upstream
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, faulty: FaultyUpstream) -> AsyncIterator[Rig]:
-    started = await start_rig(tmp_path, faulty)
-    try:
-        yield started
-    finally:
-        await started.server.close()
-
-
-@pytest.fixture
-async def sdk(rig: Rig) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=f"{rig.url}/v1", api_key=FULL_KEY, max_retries=0
-    ) as client:
-        yield client
 
 
 def attempts(text: str, provider: str, model: str, outcome: str) -> float | None:

@@ -5,43 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from tests.conftest import FULL_KEY
 from tests.fakes import REPLY_TEXT
 from tests.fakes_faulty import FaultyUpstream
-from tests.routing_rig import BREAKER, Rig, catalog, faulty_upstream, start_rig
+from tests.routing_rig import BREAKER, Rig, catalog
 from tests.test_server_ops import sample
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def faulty() -> AsyncIterator[FaultyUpstream]:
-    async for upstream in faulty_upstream():
-        yield upstream
-
-
-@pytest.fixture
-async def rig(tmp_path: Path, faulty: FaultyUpstream) -> AsyncIterator[Rig]:
-    started = await start_rig(tmp_path, faulty)
-    try:
-        yield started
-    finally:
-        await started.server.close()
-
-
-@pytest.fixture
-async def sdk(rig: Rig) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        base_url=f"{rig.url}/v1", api_key=FULL_KEY, max_retries=0
-    ) as client:
-        yield client
 
 
 async def reload_with(rig: Rig, doc: dict[str, Any]) -> None:

@@ -8,8 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +16,16 @@ import anthropic
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
 from routerd.metering.journal import iter_journal
-from routerd.metrics import Metrics
-from routerd.server.app import build_app
-from routerd.server.gateway import Gateway
-from tests.conftest import FULL_KEY, MASTER_KEY, Routerd, key_hash, read_journal, write_config
+from tests.conftest import (
+    FULL_KEY,
+    MASTER_KEY,
+    Routerd,
+    key_hash,
+    read_journal,
+    serve_config,
+)
 from tests.fakes import FakeOpenAI
 
 # fake/gpt-test: prompt 0.40, cached 0.10, completion 1.60 USD/1M; the fake reports 1200 prompt
@@ -40,17 +41,6 @@ def set_budgets(config_path: Path, entries: list[dict[str, Any]], **key_extra: A
     keys["keys"].append({"id": "team", "hash": key_hash(TEAM_KEY), "user": "carol", **key_extra})
     (root / "keys.yaml").write_text(yaml.safe_dump(keys))
     (root / "budgets.yaml").write_text(yaml.safe_dump({"budgets": entries}))
-
-
-@asynccontextmanager
-async def serve(config_path: Path, fake: FakeOpenAI) -> AsyncIterator[Routerd]:
-    gateway = Gateway.load(config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield Routerd(config_path.parent, config_path, gateway, server, fake)
-    finally:
-        await server.close()
 
 
 def client(rd: Routerd, key: str = TEAM_KEY) -> openai.AsyncOpenAI:
@@ -86,11 +76,6 @@ async def _chat(oai: openai.AsyncOpenAI, stream: bool) -> str:
     return ""
 
 
-@pytest.fixture
-def cfg(tmp_path: Path, fake_upstream: FakeOpenAI) -> Path:
-    return write_config(tmp_path / "cfg", fake_upstream.base_url)
-
-
 async def test_64_concurrent_streams_never_overspend_and_the_rest_get_402(
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
@@ -99,7 +84,7 @@ async def test_64_concurrent_streams_never_overspend_and_the_rest_get_402(
         cfg, [{"id": "team-cap", "limit_usd": limit_usd, "period": "daily"}], budgets=["team-cap"]
     )
     fake_upstream.mode = "slow_stream"
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         results = await asyncio.gather(
             *(chat(rd, stream=True) for _ in range(64)), return_exceptions=True
         )
@@ -128,7 +113,7 @@ async def test_shared_budget_refuses_with_insufficient_credits_in_the_anthropic_
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
     set_budgets(cfg, [{"id": "org", "limit_usd": 0.000001, "period": "monthly", "scope": "global"}])
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         claude = anthropic.AsyncAnthropic(api_key=TEAM_KEY, base_url=rd.url, max_retries=0)
         async with claude:
             with pytest.raises(anthropic.APIStatusError) as caught:
@@ -152,7 +137,7 @@ async def test_spend_survives_a_restart_including_a_torn_last_line(
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
     set_budgets(cfg, [{"id": "team-cap", "limit_usd": 1, "period": "weekly"}], budgets=["team-cap"])
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         for _ in range(3):
             await chat(rd)
         before = await admin_get(rd, "/admin/budgets")
@@ -160,7 +145,7 @@ async def test_spend_survives_a_restart_including_a_torn_last_line(
     (journal_file,) = (cfg.parent / "usage").glob("usage-*.jsonl")
     with journal_file.open("ab") as handle:  # a crash mid-write
         handle.write(b'{"ts": "2026-11-24T10:00:00.000Z", "key_id": "team", "cost_pico_usd": 9')
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         after = await admin_get(rd, "/admin/budgets")
         assert after == before
         assert after["data"][0]["spent_pico_usd"] == 3 * COST_PICO
@@ -175,7 +160,7 @@ async def test_reload_that_changes_the_period_recomputes_and_a_limit_change_keep
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
     set_budgets(cfg, [{"id": "cap", "limit_usd": 1, "period": "daily", "scope": {"user": "carol"}}])
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         await chat(rd)
         await chat(rd)
         budgets_file = cfg.parent / "budgets.yaml"
@@ -214,7 +199,7 @@ async def test_key_generation_admin_usage_and_cli_agree_on_the_same_journal(
     set_budgets(
         cfg, [{"id": "team-cap", "limit_usd": 1, "period": "monthly"}], budgets=["team-cap"]
     )
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         ids = [await chat(rd) for _ in range(2)]
         await chat(rd, stream=True)
         async with openai.AsyncOpenAI(
@@ -250,7 +235,7 @@ async def test_key_generation_admin_usage_and_cli_agree_on_the_same_journal(
 async def test_key_endpoint_needs_a_valid_key_and_admin_endpoints_the_master_key(
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
-    async with serve(cfg, fake_upstream) as rd, aiohttp.ClientSession() as http:
+    async with serve_config(cfg, fake_upstream) as rd, aiohttp.ClientSession() as http:
         async with http.get(f"{rd.url}/v1/key") as resp:
             assert resp.status == 401
         for path in ("/admin/budgets", "/admin/usage"):
@@ -274,7 +259,7 @@ async def test_a_client_gone_mid_stream_is_metered_for_what_was_streamed(
         "max_tokens": 50,
         "messages": [{"role": "user", "content": "y" * 400}],
     }
-    async with serve(cfg, fake_upstream) as rd:
+    async with serve_config(cfg, fake_upstream) as rd:
         async with aiohttp.ClientSession() as http:
             headers = {"Authorization": f"Bearer {TEAM_KEY}", "Content-Type": "application/json"}
             payload = json.dumps(body).encode()

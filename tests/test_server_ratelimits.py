@@ -4,8 +4,6 @@ and tag limits, the exact `x-ratelimit-*` / `retry-after` headers on successes, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +12,9 @@ import anthropic
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from routerd.metrics import Metrics
-from routerd.server.app import build_app
-from routerd.server.gateway import Gateway
-from tests.conftest import Routerd, key_hash, write_config
+from tests.conftest import Routerd, key_hash, serve_config
 from tests.fakes import FakeOpenAI
 
 KEY_A = "sk-rd-test-limited-a-0123456789ab"
@@ -47,17 +41,6 @@ def add_keys(config_path: Path, rate_limits: dict[str, Any] | None = None, **lim
     path.write_text(yaml.safe_dump(doc))
 
 
-@asynccontextmanager
-async def serve(config_path: Path, fake: FakeOpenAI, clock: Clock) -> AsyncIterator[Routerd]:
-    gateway = Gateway.load(config_path, Metrics(), clock=clock)
-    server = TestServer(build_app(gateway), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield Routerd(config_path.parent, config_path, gateway, server, fake)
-    finally:
-        await server.close()
-
-
 async def post_chat(
     http: aiohttp.ClientSession, rd: Routerd, key: str, **extra: Any
 ) -> tuple[int, CIMultiDict[str], Any]:
@@ -68,17 +51,12 @@ async def post_chat(
         return resp.status, CIMultiDict(resp.headers), payload
 
 
-@pytest.fixture
-def cfg(tmp_path: Path, fake_upstream: FakeOpenAI) -> Path:
-    return write_config(tmp_path / "cfg", fake_upstream.base_url)
-
-
 async def test_rpm_headers_count_down_then_429_with_retry_after_and_refill(
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
     add_keys(cfg, rpm=2)
     clock = Clock()
-    async with serve(cfg, fake_upstream, clock) as rd, aiohttp.ClientSession() as http:
+    async with serve_config(cfg, fake_upstream, clock) as rd, aiohttp.ClientSession() as http:
         status, headers, _ = await post_chat(http, rd, KEY_A)
         assert status == 200
         assert headers["x-ratelimit-limit-requests"] == "2"
@@ -109,7 +87,7 @@ async def test_openai_sdk_sees_rate_limit_error_and_anthropic_sdk_its_envelope(
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
     add_keys(cfg, rpm=1)
-    async with serve(cfg, fake_upstream, Clock()) as rd:
+    async with serve_config(cfg, fake_upstream, Clock()) as rd:
         async with openai.AsyncOpenAI(api_key=KEY_A, base_url=f"{rd.url}/v1", max_retries=0) as oai:
             await oai.chat.completions.create(
                 model="fake/gpt-test", messages=[{"role": "user", "content": "hi"}]
@@ -138,7 +116,7 @@ async def test_tpm_admits_on_the_estimate_and_corrects_with_actual_usage(
     # and, once corrected to the real 1250, refuses the second until 30 s of refill.
     add_keys(cfg, tpm=2000)
     clock = Clock()
-    async with serve(cfg, fake_upstream, clock) as rd, aiohttp.ClientSession() as http:
+    async with serve_config(cfg, fake_upstream, clock) as rd, aiohttp.ClientSession() as http:
         status, headers, _ = await post_chat(http, rd, KEY_A, max_tokens=10)
         assert status == 200 and headers["x-ratelimit-limit-tokens"] == "2000"
         estimate = 2000 - int(headers["x-ratelimit-remaining-tokens"])
@@ -159,7 +137,7 @@ async def test_concurrency_limit_refuses_while_busy_and_frees_the_slot_after(
 ) -> None:
     add_keys(cfg, concurrency=1)
     fake_upstream.mode = "hang"
-    async with serve(cfg, fake_upstream, Clock()) as rd, aiohttp.ClientSession() as http:
+    async with serve_config(cfg, fake_upstream, Clock()) as rd, aiohttp.ClientSession() as http:
         first = asyncio.create_task(post_chat(http, rd, KEY_A))
         while not fake_upstream.requests:  # noqa: ASYNC110 (the fake has no arrival event)
             await asyncio.sleep(0.01)
@@ -176,7 +154,7 @@ async def test_user_and_tag_limits_are_shared_by_all_their_keys(
     cfg: Path, fake_upstream: FakeOpenAI
 ) -> None:
     add_keys(cfg, rate_limits={"users": {"dave": {"rpm": 3}}, "tags": {"ops": {"rpm": 2}}})
-    async with serve(cfg, fake_upstream, Clock()) as rd, aiohttp.ClientSession() as http:
+    async with serve_config(cfg, fake_upstream, Clock()) as rd, aiohttp.ClientSession() as http:
         assert (await post_chat(http, rd, KEY_A))[0] == 200
         status, headers, _ = await post_chat(http, rd, KEY_B)
         assert status == 200
