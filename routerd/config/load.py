@@ -9,6 +9,7 @@ Errors are collected, never partially applied, and reported as `file: path: mess
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,7 +224,18 @@ def _catalog_problems(path: Path, data: dict[str, Any]) -> Iterator[ConfigProble
 def load_catalog(
     path: Path, default_timeouts: Timeouts, reader: Reader | None = None
 ) -> tuple[Catalog, list[str]]:
-    data, missing = (reader or Reader()).document(path, "providers")
+    reader = reader or Reader()
+    _, missing = reader.document(path, "providers")
+    build = functools.partial(_catalog, path, missing, default_timeouts)
+    return reader.derived(path, "providers", build, depends_on=repr(default_timeouts))
+
+
+def _catalog(
+    path: Path,
+    missing: dict[tuple[str, ...], str],
+    default_timeouts: Timeouts,
+    data: dict[str, Any],
+) -> tuple[Catalog, list[str]]:
     problems = list(_catalog_problems(path, data))
     if problems:
         raise ConfigError(problems)

@@ -74,8 +74,12 @@ class Gateway:
     def load(
         cls, config_path: Path, metrics: Metrics, clock: Callable[[], float] = time.time
     ) -> Gateway:
-        config = load_all(config_path)
-        return cls(config_path, build_table(config, 1, int(time.time())), metrics, clock=clock)
+        documents = DocumentCache()
+        config = load_all(config_path, None, documents)
+        table = build_table(config, 1, int(time.time()))
+        gateway = cls(config_path, table, metrics, clock=clock)
+        gateway.documents = documents  # the first reload re-reads only what changed since
+        return gateway
 
     async def rebuild_ledger(self) -> None:
         """Startup: spend, key usage and the last minute of rate limits from the journal."""
