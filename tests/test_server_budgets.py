@@ -276,3 +276,30 @@ async def test_a_client_gone_mid_stream_is_metered_for_what_was_streamed(
         assert line["cost_pico_usd"] > 0
         (cap,) = (await admin_get(rd, "/admin/budgets"))["data"]
         assert cap["spent_pico_usd"] == line["cost_pico_usd"] and cap["reserved_usd"] == 0
+
+
+async def test_a_refused_budget_admits_again_when_its_window_rolls_over(
+    cfg: Path, fake_upstream: FakeOpenAI
+) -> None:
+    class Clock:
+        now = 1_800_000_030.0  # 30 s into a 60 s window (1_800_000_000 is a multiple of 60)
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    set_budgets(cfg, [{"id": "minute", "limit_usd": 0.0009, "period": "60s"}], budgets=["minute"])
+    async with serve_config(cfg, fake_upstream, clock) as rd:
+        await chat(rd)
+        with pytest.raises(openai.APIStatusError) as refused:
+            await chat(rd)
+        body: Any = refused.value.body
+        assert body["resets_at"] == "2027-01-15T08:01:00.000Z"
+        clock.now = 1_800_000_059.999  # still the same window
+        with pytest.raises(openai.APIStatusError):
+            await chat(rd)
+        clock.now = 1_800_000_060.0  # the boundary starts a new window at zero
+        await chat(rd)
+        (minute,) = (await admin_get(rd, "/admin/budgets"))["data"]
+        assert minute["window_start"] == "2027-01-15T08:01:00.000Z"
+        assert minute["spent_pico_usd"] == COST_PICO
