@@ -29,6 +29,7 @@ from routerd.metering.store import (
     AdmitResult,
     BucketState,
     ConcurrencySlot,
+    InMemoryStore,
     LedgerStore,
     RateHit,
 )
@@ -41,10 +42,21 @@ LimitKind = Literal["requests", "tokens", "concurrency"]
 
 @dataclass(frozen=True, slots=True)
 class RateScope:
-    """One set of limits and the id of what it limits: `key:ID`, `user:ID` or `tag:T`."""
+    """One set of limits and the id of what it limits: `key:ID`, `user:ID` or `tag:T`.
+
+    The store names of its buckets and slot are derived once, here (scopes are built with the
+    routing table, not per request)."""
 
     scope_id: str
     limits: RateLimits
+    rpm_bucket: str = field(init=False, compare=False, repr=False)
+    tpm_bucket: str = field(init=False, compare=False, repr=False)
+    slot_name: str = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rpm_bucket", f"rpm:{self.scope_id}")
+        object.__setattr__(self, "tpm_bucket", f"tpm:{self.scope_id}")
+        object.__setattr__(self, "slot_name", f"concurrency:{self.scope_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +86,11 @@ class ConcurrencyLease:
         """Give the slots back; idempotent, and completed even if the caller is cancelled."""
         names, self._names = self._names, ()
         if names and self._store is not None:
-            await asyncio.shield(self._store.concurrency_release(names))
+            if isinstance(self._store, InMemoryStore):
+                # never suspends, so a cancellation cannot cut it short: no task to shield it
+                await self._store.concurrency_release(names)
+            else:
+                await asyncio.shield(self._store.concurrency_release(names))
 
     async def __aenter__(self) -> ConcurrencyLease:
         return self
@@ -142,6 +158,8 @@ def format_duration(seconds: float) -> str:
 
 
 def _unique(scopes: Sequence[RateScope]) -> tuple[RateScope, ...]:
+    if len(scopes) == 1:
+        return tuple(scopes)
     seen: dict[str, RateScope] = {}
     for scope in scopes:
         seen.setdefault(scope.scope_id, scope)
@@ -153,15 +171,16 @@ def _hits(scopes: Sequence[RateScope], tokens: int) -> list[tuple[LimitKind, str
     for scope in scopes:
         sid, limits = scope.scope_id, scope.limits
         if limits.rpm is not None:
-            hits.append(("requests", sid, RateHit(f"rpm:{sid}", 1, limits.rpm, WINDOW_SECONDS)))
+            hits.append(("requests", sid, RateHit(scope.rpm_bucket, 1, limits.rpm, WINDOW_SECONDS)))
         if limits.tpm is not None:
-            hits.append(("tokens", sid, RateHit(f"tpm:{sid}", tokens, limits.tpm, WINDOW_SECONDS)))
+            hit = RateHit(scope.tpm_bucket, tokens, limits.tpm, WINDOW_SECONDS)
+            hits.append(("tokens", sid, hit))
     return hits
 
 
 def _slots(scopes: Sequence[RateScope]) -> list[tuple[str, ConcurrencySlot]]:
     return [
-        (s.scope_id, ConcurrencySlot(f"concurrency:{s.scope_id}", s.limits.concurrency))
+        (s.scope_id, ConcurrencySlot(s.slot_name, s.limits.concurrency))
         for s in scopes
         if s.limits.concurrency is not None
     ]
@@ -263,8 +282,10 @@ class RateLimiter:
         debt until it refills; under-use gives the difference back (never beyond a full bucket).
         """
         delta = actual_tokens - estimated_tokens
+        if not delta:
+            return
         adjust = [
-            RateHit(f"tpm:{s.scope_id}", delta, s.limits.tpm, WINDOW_SECONDS)
+            RateHit(s.tpm_bucket, delta, s.limits.tpm, WINDOW_SECONDS)
             for s in _unique(scopes)
             if s.limits.tpm is not None
         ]
