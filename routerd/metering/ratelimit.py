@@ -51,12 +51,20 @@ class RateScope:
     limits: RateLimits
     rpm_bucket: str = field(init=False, compare=False, repr=False)
     tpm_bucket: str = field(init=False, compare=False, repr=False)
-    slot_name: str = field(init=False, compare=False, repr=False)
+    rpm_hit: RateHit | None = field(init=False, compare=False, repr=False)
+    slot: ConcurrencySlot | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rpm_bucket", f"rpm:{self.scope_id}")
-        object.__setattr__(self, "tpm_bucket", f"tpm:{self.scope_id}")
-        object.__setattr__(self, "slot_name", f"concurrency:{self.scope_id}")
+        sid, limits = self.scope_id, self.limits
+        rpm = f"rpm:{sid}"
+        hit = RateHit(rpm, 1, limits.rpm, WINDOW_SECONDS) if limits.rpm is not None else None
+        slot = limits.concurrency
+        object.__setattr__(self, "rpm_bucket", rpm)
+        object.__setattr__(self, "tpm_bucket", f"tpm:{sid}")
+        object.__setattr__(self, "rpm_hit", hit)
+        object.__setattr__(
+            self, "slot", ConcurrencySlot(f"concurrency:{sid}", slot) if slot is not None else None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +178,8 @@ def _hits(scopes: Sequence[RateScope], tokens: int) -> list[tuple[LimitKind, str
     hits: list[tuple[LimitKind, str, RateHit]] = []
     for scope in scopes:
         sid, limits = scope.scope_id, scope.limits
-        if limits.rpm is not None:
-            hits.append(("requests", sid, RateHit(scope.rpm_bucket, 1, limits.rpm, WINDOW_SECONDS)))
+        if scope.rpm_hit is not None:
+            hits.append(("requests", sid, scope.rpm_hit))
         if limits.tpm is not None:
             hit = RateHit(scope.tpm_bucket, tokens, limits.tpm, WINDOW_SECONDS)
             hits.append(("tokens", sid, hit))
@@ -179,11 +187,7 @@ def _hits(scopes: Sequence[RateScope], tokens: int) -> list[tuple[LimitKind, str
 
 
 def _slots(scopes: Sequence[RateScope]) -> list[tuple[str, ConcurrencySlot]]:
-    return [
-        (s.scope_id, ConcurrencySlot(s.slot_name, s.limits.concurrency))
-        for s in scopes
-        if s.limits.concurrency is not None
-    ]
+    return [(s.scope_id, s.slot) for s in scopes if s.slot is not None]
 
 
 def _headline(
@@ -193,7 +197,10 @@ def _headline(
     candidates = [(sid, state) for k, sid, state in tagged if k == kind]
     if not candidates:
         return None
-    sid, state = min(candidates, key=lambda c: (c[1].allowed, c[1].remaining))
+    if len(candidates) == 1:
+        sid, state = candidates[0]
+    else:
+        sid, state = min(candidates, key=lambda c: (c[1].allowed, c[1].remaining))
     return LimitStatus(sid, state.limit, state.remaining, state.reset_after)
 
 

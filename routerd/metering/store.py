@@ -375,9 +375,9 @@ class InMemoryStore:
     async def rate_admit(
         self, hits: Sequence[RateHit], now: float, slots: Sequence[ConcurrencySlot] = ()
     ) -> AdmitResult:
-        if len({hit.bucket for hit in hits}) != len(hits):
+        if len(hits) > 1 and len({hit.bucket for hit in hits}) != len(hits):
             raise ValueError("a rate bucket appears twice in one admission")
-        if len({slot.name for slot in slots}) != len(slots):
+        if len(slots) > 1 and len({slot.name for slot in slots}) != len(slots):
             raise ValueError("a concurrency slot appears twice in one admission")
         now_ms = math.floor(now * 1000)
         for hit in hits:
@@ -388,19 +388,20 @@ class InMemoryStore:
             b.debt + hit.cost * b.window_ms <= b.limit * b.window_ms
             for hit, b in zip(hits, buckets, strict=True)
         ]
-        full = next((s.name for s in slots if self._in_flight.get(s.name, 0) >= s.limit), None)
-        allowed = all(fits) and full is None
+        in_flight = self._in_flight
+        full = next((s.name for s in slots if in_flight.get(s.name, 0) >= s.limit), None)
+        allowed = full is None and all(fits)
         if allowed:
             for hit, bucket in zip(hits, buckets, strict=True):
                 bucket.debt += hit.cost * bucket.window_ms
             for slot in slots:
-                self._in_flight[slot.name] = self._in_flight.get(slot.name, 0) + 1
+                in_flight[slot.name] = in_flight.get(slot.name, 0) + 1
         states = tuple(
             _bucket_state(bucket, hit.bucket, hit.cost, fit)
             for hit, bucket, fit in zip(hits, buckets, fits, strict=True)
         )
-        in_flight = tuple(self._in_flight.get(slot.name, 0) for slot in slots)
-        return AdmitResult(allowed, states, full, in_flight)
+        counts = tuple(in_flight.get(slot.name, 0) for slot in slots)
+        return AdmitResult(allowed, states, full, counts)
 
     async def rate_adjust(self, hits: Sequence[RateHit], now: float) -> tuple[BucketState, ...]:
         now_ms = math.floor(now * 1000)
