@@ -116,6 +116,9 @@ class Metrics:
             "Requests currently being handled.",
             registry=r,
         )
+        # in-flight gauges are plain ints read at scrape time (no lock per request)
+        self._in_flight_count = 0
+        self.in_flight.set_function(lambda: self._in_flight_count)
         self.config_reloads = Counter(
             "routerd_config_reloads",
             "Configuration reload attempts, by result (success or error).",
@@ -233,11 +236,11 @@ class Metrics:
 
     def request_started(self) -> None:
         """A request entered the server (pair with `request_finished`)."""
-        self.in_flight.inc()
+        self._in_flight_count += 1
 
     def request_finished(self) -> None:
         """A request left the server, however it ended."""
-        self.in_flight.dec()
+        self._in_flight_count -= 1
 
     # -- config -----------------------------------------------------------------------------
 
@@ -351,6 +354,7 @@ class Metrics:
             registry=r,
         )
         self._routing_children: dict[tuple[int, tuple[str, ...]], Counter | Gauge] = {}
+        self._upstream_inflight_counts: dict[str, list[int]] = {}
 
     def _child(self, family: Counter | Gauge, *labels: str) -> Counter | Gauge:
         key = (id(family), labels)
@@ -372,4 +376,10 @@ class Metrics:
         gauge.set(state)
 
     def upstream_inflight(self, provider: str, delta: int) -> None:
-        self._child(self.upstream_inflight_gauge, provider).inc(delta)
+        counts = self._upstream_inflight_counts
+        count = counts.get(provider)
+        if count is None:
+            count = counts[provider] = [0]
+            gauge = self.upstream_inflight_gauge.labels(provider)
+            gauge.set_function(lambda: count[0])
+        count[0] += delta

@@ -39,6 +39,7 @@ from routerd.metering.usage import JournalRecord
 FsyncPolicy = Literal["always", "interval", "never"]
 
 BATCH_MAX_RECORDS = 512
+LINGER_SECONDS = 0.002  # how long a batch waits for more records after its first
 RETRY_SECONDS = 1.0
 _READ_CHUNK_BYTES = 8 * 1024 * 1024
 _FILE_NAME = re.compile(r"^usage-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$")
@@ -337,15 +338,28 @@ class JournalWriter:
         except TimeoutError:
             return [], False
         batch: list[JournalRecord] = []
+        if self._drain(item, batch):
+            return batch, True
+        if len(batch) < BATCH_MAX_RECORDS and LINGER_SECONDS:
+            # let the requests finishing meanwhile join this batch: one write (and one check of
+            # the file) per few milliseconds instead of one per request
+            await asyncio.sleep(LINGER_SECONDS)
+            if self._queue.qsize() and self._drain(self._queue.get_nowait(), batch):
+                return batch, True
+        return batch, False
+
+    def _drain(self, item: JournalRecord | None, batch: list[JournalRecord]) -> bool:
+        """Add `item` and what is queued after it to `batch` (up to the batch limit); True when
+        the stop marker was reached."""
         while item is not None:
             batch.append(item)
             if len(batch) >= BATCH_MAX_RECORDS:
-                return batch, False
+                return False
             try:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
-                return batch, False
-        return batch, True
+                return False
+        return True
 
     async def _finish(self) -> None:
         """After the stop marker: write stragglers and retries once more, then make it durable."""

@@ -33,7 +33,7 @@ from routerd.metering.replay import (
     usage_counter,
     usage_targets,
 )
-from routerd.metering.store import Charge, CounterState, LedgerStore
+from routerd.metering.store import Charge, CounterState, LedgerStore, Spend
 from routerd.metering.windows import Window, window_for
 
 Clock = Callable[[], datetime]
@@ -45,11 +45,15 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Holds taken for one request; `id` is None when no budget applied (nothing to settle)."""
+    """Holds taken for one request; `id` is None when no budget applied (nothing to settle).
+
+    `epoch` is the ledger's rule set at admission: unchanged at settlement, the holds already
+    cover every budget that counts the request."""
 
     id: str | None
     rules: tuple[BudgetRule, ...]
     amount: int
+    epoch: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +105,13 @@ class _Windows:
 
     def of(self, period: str, seconds: int | None, now: datetime) -> Window:
         window = self._current.get((period, seconds))
-        if window is not None and window.contains(now):
-            return window
+        if window is not None:
+            if now.tzinfo is UTC:  # the ledger's clock: plain comparisons, no conversion
+                start, end = window.start, window.end
+                if (start is None or start <= now) and (end is None or now < end):
+                    return window
+            elif window.contains(now):
+                return window
         window = self._current[(period, seconds)] = window_for(period, seconds, now)
         return window
 
@@ -129,17 +138,29 @@ class Ledger:
         self._counters: frozenset[str] = frozenset()
         self._capture: _Capture | None = None
         self._windows = _Windows()
+        self._epoch = 0
+        self._usage_names: dict[str, tuple[str, ...]] = {}
 
     def use_rules(self, rules: dict[str, BudgetRule]) -> None:
         """The budgets of the table now serving (called at the swap; cannot fail)."""
         self._rules = rules
         self._counters = frozenset(r.counter for r in rules.values())
+        self._epoch += 1
+
+    def _usage_counters(self, key_id: str) -> tuple[str, ...]:
+        names = self._usage_names.get(key_id)
+        if names is None:
+            if len(self._usage_names) >= 100_000:
+                self._usage_names.clear()
+            names = tuple(usage_counter(key_id, period) for period in USAGE_PERIODS)
+            self._usage_names[key_id] = names
+        return names
 
     async def reserve(
         self, rules: Sequence[BudgetRule], amount: int
     ) -> Reservation | BudgetRefusal:
         if not rules:
-            return Reservation(None, (), amount)
+            return Reservation(None, (), amount, self._epoch)
         now = self.clock()
         windows = [self._windows.rule(rule, now) for rule in rules]
         charges = [
@@ -149,37 +170,44 @@ class Ledger:
         reservation_id = f"r{next(self._ids)}"
         result = await self.store.reserve(reservation_id, charges)
         if result.ok:
-            return Reservation(reservation_id, tuple(rules), amount)
+            return Reservation(reservation_id, tuple(rules), amount, self._epoch)
         refusal = result.refusal
         assert refusal is not None
         index = next(i for i, c in enumerate(charges) if c.counter == refusal.counter)
         return BudgetRefusal(rules[index], refusal.spent, refusal.reserved, amount, windows[index])
 
     async def settle(self, reservation: Reservation | None, done: Settled) -> None:
-        """Exact cost onto the held budgets, the key's usage, and budgets the swap added."""
-        held: frozenset[str] = frozenset()
-        if reservation is not None and reservation.id is not None:
-            await self.store.settle(reservation.id, done.cost)
-            held = frozenset(r.counter for r in reservation.rules)
+        """Exact cost onto the held budgets, the key's usage, and budgets the swap added:
+        one store call."""
+        held_id = reservation.id if reservation is not None else None
+        spends: list[Spend] = []
         if done.cost:
             now = self.clock()
-            if held - self._counters or self._counters - held:
-                await self._add_unheld(done, held, now)
+            if reservation is None or reservation.epoch != self._epoch:
+                held = frozenset(r.counter for r in reservation.rules) if reservation else None
+                spends += self._unheld(done, held or frozenset(), now)
             if done.key_id is not None:
-                for period in USAGE_PERIODS:
-                    start = self._windows.of(period, None, now).start
-                    await self.store.add_spend(usage_counter(done.key_id, period), start, done.cost)
+                windows = self._windows
+                for period, name in zip(
+                    USAGE_PERIODS, self._usage_counters(done.key_id), strict=True
+                ):
+                    spends.append(Spend(name, windows.of(period, None, now).start, done.cost))
+        if held_id is not None or spends:
+            await self.store.settle(held_id, done.cost, spends)
         if self._capture is not None:
             self._capture.records.append(done)
 
-    async def _add_unheld(self, done: Settled, held: frozenset[str], now: datetime) -> None:
-        for rule in self._rules.values():
-            if rule.counter not in held and rule.counts(
-                done.key_id, done.user, done.tags, done.model
-            ):
-                await self.store.add_spend(
-                    rule.counter, self._windows.rule(rule, now).start, done.cost
-                )
+    def _unheld(self, done: Settled, held: frozenset[str], now: datetime) -> list[Spend]:
+        """Budgets of the current table that count `done` and were not held at its admission
+        (it was admitted under an older rule set)."""
+        if not (held - self._counters or self._counters - held):
+            return []
+        return [
+            Spend(rule.counter, self._windows.rule(rule, now).start, done.cost)
+            for rule in self._rules.values()
+            if rule.counter not in held
+            and rule.counts(done.key_id, done.user, done.tags, done.model)
+        ]
 
     async def release(self, reservation: Reservation | None) -> None:
         if reservation is not None and reservation.id is not None:

@@ -29,6 +29,7 @@ from routerd.metering.store import (
     AdmitResult,
     BucketState,
     ConcurrencySlot,
+    InMemoryStore,
     LedgerStore,
     RateHit,
 )
@@ -41,10 +42,29 @@ LimitKind = Literal["requests", "tokens", "concurrency"]
 
 @dataclass(frozen=True, slots=True)
 class RateScope:
-    """One set of limits and the id of what it limits: `key:ID`, `user:ID` or `tag:T`."""
+    """One set of limits and the id of what it limits: `key:ID`, `user:ID` or `tag:T`.
+
+    The store names of its buckets and slot are derived once, here (scopes are built with the
+    routing table, not per request)."""
 
     scope_id: str
     limits: RateLimits
+    rpm_bucket: str = field(init=False, compare=False, repr=False)
+    tpm_bucket: str = field(init=False, compare=False, repr=False)
+    rpm_hit: RateHit | None = field(init=False, compare=False, repr=False)
+    slot: ConcurrencySlot | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sid, limits = self.scope_id, self.limits
+        rpm = f"rpm:{sid}"
+        hit = RateHit(rpm, 1, limits.rpm, WINDOW_SECONDS) if limits.rpm is not None else None
+        slot = limits.concurrency
+        object.__setattr__(self, "rpm_bucket", rpm)
+        object.__setattr__(self, "tpm_bucket", f"tpm:{sid}")
+        object.__setattr__(self, "rpm_hit", hit)
+        object.__setattr__(
+            self, "slot", ConcurrencySlot(f"concurrency:{sid}", slot) if slot is not None else None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +94,11 @@ class ConcurrencyLease:
         """Give the slots back; idempotent, and completed even if the caller is cancelled."""
         names, self._names = self._names, ()
         if names and self._store is not None:
-            await asyncio.shield(self._store.concurrency_release(names))
+            if isinstance(self._store, InMemoryStore):
+                # never suspends, so a cancellation cannot cut it short: no task to shield it
+                await self._store.concurrency_release(names)
+            else:
+                await asyncio.shield(self._store.concurrency_release(names))
 
     async def __aenter__(self) -> ConcurrencyLease:
         return self
@@ -142,6 +166,8 @@ def format_duration(seconds: float) -> str:
 
 
 def _unique(scopes: Sequence[RateScope]) -> tuple[RateScope, ...]:
+    if len(scopes) == 1:
+        return tuple(scopes)
     seen: dict[str, RateScope] = {}
     for scope in scopes:
         seen.setdefault(scope.scope_id, scope)
@@ -152,19 +178,16 @@ def _hits(scopes: Sequence[RateScope], tokens: int) -> list[tuple[LimitKind, str
     hits: list[tuple[LimitKind, str, RateHit]] = []
     for scope in scopes:
         sid, limits = scope.scope_id, scope.limits
-        if limits.rpm is not None:
-            hits.append(("requests", sid, RateHit(f"rpm:{sid}", 1, limits.rpm, WINDOW_SECONDS)))
+        if scope.rpm_hit is not None:
+            hits.append(("requests", sid, scope.rpm_hit))
         if limits.tpm is not None:
-            hits.append(("tokens", sid, RateHit(f"tpm:{sid}", tokens, limits.tpm, WINDOW_SECONDS)))
+            hit = RateHit(scope.tpm_bucket, tokens, limits.tpm, WINDOW_SECONDS)
+            hits.append(("tokens", sid, hit))
     return hits
 
 
 def _slots(scopes: Sequence[RateScope]) -> list[tuple[str, ConcurrencySlot]]:
-    return [
-        (s.scope_id, ConcurrencySlot(f"concurrency:{s.scope_id}", s.limits.concurrency))
-        for s in scopes
-        if s.limits.concurrency is not None
-    ]
+    return [(s.scope_id, s.slot) for s in scopes if s.slot is not None]
 
 
 def _headline(
@@ -174,7 +197,10 @@ def _headline(
     candidates = [(sid, state) for k, sid, state in tagged if k == kind]
     if not candidates:
         return None
-    sid, state = min(candidates, key=lambda c: (c[1].allowed, c[1].remaining))
+    if len(candidates) == 1:
+        sid, state = candidates[0]
+    else:
+        sid, state = min(candidates, key=lambda c: (c[1].allowed, c[1].remaining))
     return LimitStatus(sid, state.limit, state.remaining, state.reset_after)
 
 
@@ -263,8 +289,10 @@ class RateLimiter:
         debt until it refills; under-use gives the difference back (never beyond a full bucket).
         """
         delta = actual_tokens - estimated_tokens
+        if not delta:
+            return
         adjust = [
-            RateHit(f"tpm:{s.scope_id}", delta, s.limits.tpm, WINDOW_SECONDS)
+            RateHit(s.tpm_bucket, delta, s.limits.tpm, WINDOW_SECONDS)
             for s in _unique(scopes)
             if s.limits.tpm is not None
         ]

@@ -45,6 +45,15 @@ class Charge:
 
 
 @dataclass(frozen=True, slots=True)
+class Spend:
+    """Add `amount` of settled spend to `counter` in the window starting at `window_start`."""
+
+    counter: str
+    window_start: datetime | None
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class CounterState:
     """What one counter window holds: settled spend and outstanding reservations."""
 
@@ -147,11 +156,15 @@ class LedgerStore(Protocol):
         """
         ...
 
-    async def settle(self, reservation_id: str, actual: int) -> tuple[CounterReading, ...]:
-        """Replace the reservation's holds with `actual` spend in the windows they were made in.
+    async def settle(
+        self, reservation_id: str | None, actual: int, spends: Sequence[Spend] = ()
+    ) -> tuple[CounterReading, ...]:
+        """Replace the reservation's holds with `actual` spend in the windows they were made in,
+        and add `spends` (settled, no limit check) in the same atomic step.
 
-        Always succeeds (over or under the hold, after a rollover). Unknown or already settled
-        ids return `()`. All charges of one reservation must therefore share one unit.
+        Always succeeds (over or under the hold, after a rollover). Unknown, already settled or
+        `None` ids return `()` (the spends are still added). All charges of one reservation must
+        therefore share one unit.
         """
         ...
 
@@ -161,6 +174,10 @@ class LedgerStore(Protocol):
 
     async def add_spend(self, counter: str, window_start: datetime | None, amount: int) -> None:
         """Add settled spend with no limit check (journal replay at startup)."""
+        ...
+
+    async def add_spends(self, spends: Sequence[Spend]) -> None:
+        """`add_spend` of each, as one atomic operation."""
         ...
 
     async def read(self, counter: str, window_start: datetime | None) -> CounterState:
@@ -192,20 +209,28 @@ class _Counter:
     reserved: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Hold:
-    counter: str
-    window_start: datetime | None
-    amount: int
-    limit: int | None
-
-
 @dataclass(slots=True)
 class _Bucket:
     debt: int  # backlog in (milliseconds x limit); 0 = full bucket
     at_ms: int
     limit: int
     window_ms: int
+
+
+_NO_WINDOWS: dict[datetime | None, _Counter] = {}
+
+
+def _reading(charge: Charge, state: _Counter) -> CounterReading:
+    return CounterReading(
+        charge.counter, charge.window_start, state.spent, state.reserved, charge.limit
+    )
+
+
+def _refused(charge: Charge, spent: int, reserved: int) -> ReserveResult:
+    limit = charge.limit
+    assert limit is not None
+    refusal = Refusal(charge.counter, charge.window_start, charge.amount, spent, reserved, limit)
+    return ReserveResult(ok=False, refusal=refusal)
 
 
 def _window_order(window_start: datetime | None) -> float:
@@ -245,7 +270,7 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self._counters: dict[str, dict[datetime | None, _Counter]] = {}
-        self._reservations: dict[str, tuple[_Hold, ...]] = {}
+        self._reservations: dict[str, tuple[Charge, ...]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
 
@@ -262,35 +287,43 @@ class InMemoryStore:
                 raise ValueError(f"counter {charge.counter!r} charged twice in one reservation")
             seen.add(key)
         for charge in charges:
-            state = self._peek(charge.counter, charge.window_start)
-            if charge.limit is not None and state.used + charge.amount > charge.limit:
-                refusal = Refusal(
-                    charge.counter, charge.window_start, charge.amount,
-                    state.spent, state.reserved, charge.limit,
-                )  # fmt: skip
-                return ReserveResult(ok=False, refusal=refusal)
-        holds = tuple(_Hold(c.counter, c.window_start, c.amount, c.limit) for c in charges)
+            state = self._counters.get(charge.counter, _NO_WINDOWS).get(charge.window_start)
+            if state is None or charge.limit is None:
+                if charge.limit is not None and charge.amount > charge.limit:
+                    return _refused(charge, 0, 0)
+                continue
+            if state.spent + state.reserved + charge.amount > charge.limit:
+                return _refused(charge, state.spent, state.reserved)
+        holds = tuple(charges)  # frozen: kept as the holds
+        readings = []
         for hold in holds:
-            self._counter(hold.counter, hold.window_start).reserved += hold.amount
+            counter = self._counter(hold.counter, hold.window_start)
+            counter.reserved += hold.amount
+            readings.append(_reading(hold, counter))
         self._reservations[reservation_id] = holds
-        readings = self._readings(holds)
         for hold in holds:
             self._collect(hold.counter)
-        return ReserveResult(ok=True, readings=readings)
+        return ReserveResult(ok=True, readings=tuple(readings))
 
-    async def settle(self, reservation_id: str, actual: int) -> tuple[CounterReading, ...]:
+    async def settle(
+        self, reservation_id: str | None, actual: int, spends: Sequence[Spend] = ()
+    ) -> tuple[CounterReading, ...]:
         _check_amount(actual, "actual cost")
-        holds = self._reservations.pop(reservation_id, None)
-        if holds is None:
-            return ()
-        for hold in holds:
+        for spend in spends:
+            _check_amount(spend.amount, "spend amount")
+        holds = self._reservations.pop(reservation_id, None) if reservation_id else None
+        readings = []
+        for hold in holds or ():
             counter = self._counter(hold.counter, hold.window_start)
             counter.reserved -= hold.amount
             counter.spent += actual
-        readings = self._readings(holds)
-        for hold in holds:
+            readings.append(_reading(hold, counter))
+        for spend in spends:
+            self._counter(spend.counter, spend.window_start).spent += spend.amount
+            self._collect(spend.counter)
+        for hold in holds or ():
             self._collect(hold.counter)
-        return readings
+        return tuple(readings)
 
     async def release(self, reservation_id: str) -> bool:
         holds = self._reservations.pop(reservation_id, None)
@@ -305,6 +338,13 @@ class InMemoryStore:
         _check_amount(amount, "spend amount")
         self._counter(counter, window_start).spent += amount
         self._collect(counter)
+
+    async def add_spends(self, spends: Sequence[Spend]) -> None:
+        for spend in spends:
+            _check_amount(spend.amount, "spend amount")
+        for spend in spends:
+            self._counter(spend.counter, spend.window_start).spent += spend.amount
+            self._collect(spend.counter)
 
     async def read(self, counter: str, window_start: datetime | None) -> CounterState:
         return self._peek(counter, window_start)
@@ -330,25 +370,14 @@ class InMemoryStore:
             if windows[start].reserved == 0:
                 del windows[start]
 
-    def _readings(self, holds: Sequence[_Hold]) -> tuple[CounterReading, ...]:
-        readings = []
-        for hold in holds:
-            state = self._peek(hold.counter, hold.window_start)
-            readings.append(
-                CounterReading(
-                    hold.counter, hold.window_start, state.spent, state.reserved, hold.limit
-                )
-            )
-        return tuple(readings)
-
     # -- rate buckets and concurrency ----------------------------------------------------------
 
     async def rate_admit(
         self, hits: Sequence[RateHit], now: float, slots: Sequence[ConcurrencySlot] = ()
     ) -> AdmitResult:
-        if len({hit.bucket for hit in hits}) != len(hits):
+        if len(hits) > 1 and len({hit.bucket for hit in hits}) != len(hits):
             raise ValueError("a rate bucket appears twice in one admission")
-        if len({slot.name for slot in slots}) != len(slots):
+        if len(slots) > 1 and len({slot.name for slot in slots}) != len(slots):
             raise ValueError("a concurrency slot appears twice in one admission")
         now_ms = math.floor(now * 1000)
         for hit in hits:
@@ -359,19 +388,20 @@ class InMemoryStore:
             b.debt + hit.cost * b.window_ms <= b.limit * b.window_ms
             for hit, b in zip(hits, buckets, strict=True)
         ]
-        full = next((s.name for s in slots if self._in_flight.get(s.name, 0) >= s.limit), None)
-        allowed = all(fits) and full is None
+        in_flight = self._in_flight
+        full = next((s.name for s in slots if in_flight.get(s.name, 0) >= s.limit), None)
+        allowed = full is None and all(fits)
         if allowed:
             for hit, bucket in zip(hits, buckets, strict=True):
                 bucket.debt += hit.cost * bucket.window_ms
             for slot in slots:
-                self._in_flight[slot.name] = self._in_flight.get(slot.name, 0) + 1
+                in_flight[slot.name] = in_flight.get(slot.name, 0) + 1
         states = tuple(
             _bucket_state(bucket, hit.bucket, hit.cost, fit)
             for hit, bucket, fit in zip(hits, buckets, fits, strict=True)
         )
-        in_flight = tuple(self._in_flight.get(slot.name, 0) for slot in slots)
-        return AdmitResult(allowed, states, full, in_flight)
+        counts = tuple(in_flight.get(slot.name, 0) for slot in slots)
+        return AdmitResult(allowed, states, full, counts)
 
     async def rate_adjust(self, hits: Sequence[RateHit], now: float) -> tuple[BucketState, ...]:
         now_ms = math.floor(now * 1000)

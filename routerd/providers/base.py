@@ -133,6 +133,9 @@ class _AiohttpResponse:
 
     async def read(self) -> bytes:
         """The whole body, under the same idle limit between chunks as a stream."""
+        content = self.response.content
+        if content.is_eof() and content.exception() is None:
+            return content.read_nowait()  # all of it arrived with the headers: nothing to wait
         return b"".join([chunk async for chunk in self.iter_chunks()])
 
     async def iter_chunks(self) -> AsyncGenerator[bytes, None]:

@@ -61,6 +61,9 @@ class Preferences:
     max_completion: float | None = None
 
 
+NO_PREFERENCES = Preferences()
+
+
 def _invalid(message: str, param: str) -> RouterdError:
     return RouterdError(ErrorCode.invalid_request, message, param=param)
 
@@ -115,6 +118,8 @@ def take_preferences(body: dict[str, Any], header: str | None) -> Preferences:
     """Read and remove the routing fields (`models`, `route`, `provider`) from a request body,
     so they never reach an upstream; combine them with the `x-routerd-route` header."""
     raw = {name: body.pop(name) for name in ROUTING_FIELDS if name in body}
+    if not raw and not header:
+        return NO_PREFERENCES
     strategy: Strategy | None = None
     if header:
         if header not in _STRATEGIES:

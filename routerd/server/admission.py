@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routerd.errors import ErrorCode, RouterdError
+from routerd.metering.budgets import BudgetRule
 from routerd.metering.ledger import BudgetRefusal, unique_rules
 from routerd.metering.pricing import pico_to_usd
 from routerd.metering.ratelimit import RateDecision
@@ -107,6 +108,14 @@ def _budget_refusal(gateway: Gateway, refusal: BudgetRefusal) -> RouterdError:
     )
 
 
+def _rules(key_rules: tuple[BudgetRule, ...], routes: Sequence[ModelRoute]) -> Sequence[BudgetRule]:
+    """The budgets the request is held on: the key's and the candidate models' (usually no
+    model budget at all: then the key's tuple as it is)."""
+    if not any(route.budgets for route in routes):
+        return key_rules
+    return unique_rules(key_rules, *(route.budgets for route in routes))
+
+
 async def admit(
     gateway: Gateway,
     ctx: RequestContext,
@@ -123,10 +132,9 @@ async def admit(
         ctx.rate = decision
         if not decision.allowed:
             raise _rate_refusal(gateway, decision)
-    rules = unique_rules(key.budgets, *(route.budgets for route in routes))
-    if not rules:
-        return
-    held = await gateway.ledger.reserve(rules, worst_case_pico(est, routes, embeddings))
+    rules = _rules(key.budgets, routes)
+    amount = worst_case_pico(est, routes, embeddings) if rules else 0
+    held = await gateway.ledger.reserve(rules, amount)  # no rule: no store call
     if isinstance(held, BudgetRefusal):
         raise _budget_refusal(gateway, held)
     ctx.reservation = held

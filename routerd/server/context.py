@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 
 import structlog
 
@@ -157,28 +156,38 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
     )
 
 
-@asynccontextmanager
-async def metered(gateway: Gateway, ctx: RequestContext) -> AsyncIterator[None]:
+class metered:  # lower case: used as `async with metered(gateway, ctx)`, like a function
     """Wrap one handler: in-flight gauge, the outcome recorded on `ctx`, and `finish` always.
 
     `finish` is shielded: a client that goes away still gets its request settled and journaled.
+    (A class, not `@asynccontextmanager`: no generator to drive per request.)
     """
-    gateway.metrics.request_started()
-    try:
-        yield
-    except RouterdError as err:
-        ctx.fail(err)
-        if ctx.rate is not None:
-            for name, value in ctx.rate.headers().items():
-                err.headers.setdefault(name, value)
-        raise
-    except asyncio.CancelledError:
-        ctx.status = CLIENT_CLOSED
-        raise
-    except Exception:
-        ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
-        raise
-    finally:
+
+    __slots__ = ("_ctx", "_gateway")
+
+    def __init__(self, gateway: Gateway, ctx: RequestContext) -> None:
+        self._gateway = gateway
+        self._ctx = ctx
+
+    async def __aenter__(self) -> None:
+        self._gateway.metrics.request_started()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        gateway, ctx = self._gateway, self._ctx
+        if isinstance(exc, RouterdError):
+            ctx.fail(exc)
+            if ctx.rate is not None:
+                for name, value in ctx.rate.headers().items():
+                    exc.headers.setdefault(name, value)
+        elif isinstance(exc, asyncio.CancelledError):
+            ctx.status = CLIENT_CLOSED
+        elif isinstance(exc, Exception):
+            ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
         gateway.metrics.request_finished()
         task = asyncio.current_task()
         if task is not None and task.cancelling():

@@ -7,7 +7,7 @@ with the traceback only in the server log. No traceback ever reaches a client.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -39,7 +39,7 @@ def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id", "")
     if 0 < len(given) <= 128 and given.isprintable():
         return given
-    return f"req_{uuid.uuid4().hex}"
+    return f"req_{os.urandom(16).hex()}"  # 128 random bits, as uuid4().hex but cheaper
 
 
 def error_response(request: web.Request, err: RouterdError, request_id: str) -> web.Response:
