@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.bench.procs import REPO, pinned
@@ -18,8 +19,15 @@ _LINE_NO = re.compile(r":\d+\)$")
 
 
 def find_py_spy() -> str | None:
+    """py-spy from .venv or PATH; installed into the running interpreter's env if missing
+    (only `--profile` needs it, so it is not a dependency of the package)."""
     local = REPO / ".venv" / "bin" / "py-spy"
-    return str(local) if local.exists() else shutil.which("py-spy")
+    found = str(local) if local.exists() else shutil.which("py-spy")
+    if found is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "py-spy"], check=False)
+        beside = Path(sys.executable).with_name("py-spy")
+        found = str(beside) if beside.exists() else shutil.which("py-spy")
+    return found
 
 
 def record(
