@@ -150,6 +150,7 @@ async def _stream_text(sdk: openai.AsyncOpenAI, model: str) -> tuple[str, Except
         ("hang_mid_stream", 504, "provider_timeout"),
         ("reset_mid_stream", 502, "provider_unavailable"),
         ("truncated", 502, "provider_unavailable"),
+        ("malformed", 502, "provider_unavailable"),  # passthrough frames are checked too
     ],
 )
 async def test_mid_stream_failure_ends_the_stream_with_an_error_and_is_not_retried(

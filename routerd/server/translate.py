@@ -23,7 +23,7 @@ from routerd.metering.usage import Usage
 from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResponse
 from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.pipeline import response_headers
-from routerd.server.sse_relay import ChatUsageFilter, FrameSplitter
+from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
@@ -144,25 +144,22 @@ class UsageScanner:
     def __init__(self, ctx: RequestContext, wire: WireCodec) -> None:
         self._ctx = ctx
         self._wire = wire
-        self._splitter = FrameSplitter()
+        self._frames = CheckedFrames()
         self._usage = CanonicalUsage()
 
     def feed(self, chunk: bytes) -> bytes:
-        frames = list(self._splitter.feed(chunk))
-        for frame in frames:
-            if b'"usage"' not in frame:
-                continue
-            try:
-                data = sse_json(frame)
-            except orjson.JSONDecodeError:
-                continue
-            if data is None:
+        return self._scan(self._frames.feed(chunk))
+
+    def _scan(self, frames: list[tuple[bytes, dict[str, Any] | None]]) -> bytes:
+        for frame, data in frames:
+            if data is None or b'"usage"' not in frame:
                 continue
             raw = data.get("usage") or (data.get("message") or {}).get("usage")
             if raw:
                 self._usage = self._merge(raw)
                 self._ctx.usage = metered(self._usage)
-        return b"".join(frames)  # whole events only: a cut-off one never reaches the client
+        # whole, checked events only: a cut-off or malformed one never reaches the client
+        return b"".join(frame for frame, _ in frames)
 
     def _merge(self, raw: dict[str, Any]) -> CanonicalUsage:
         fresh = self._wire.decode_usage(raw)
@@ -177,8 +174,7 @@ class UsageScanner:
         return fresh
 
     def finish(self) -> bytes:
-        last = self._splitter.finish()
-        return self.feed(last) if last else b""
+        return self._scan(self._frames.finish())
 
 
 async def relay_stream(
