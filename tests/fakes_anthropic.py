@@ -206,6 +206,9 @@ class FakeAnthropic:
         self.requests.append({"body": body, "headers": headers, "path": request.path})
         if self.api_key not in (headers.get("x-api-key"), _bearer(headers)):
             return error_response(401, "authentication_error", "invalid x-api-key")
+        if self.mode in _ERRORS:
+            status, type_, text = _ERRORS[self.mode]
+            return error_response(status, type_, text)
         return web.json_response({"input_tokens": COUNT_TOKENS})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:

@@ -306,6 +306,21 @@ async def test_count_tokens_from_anthropic_upstream(
     assert (line["ingress"], line["status"], line["cost_pico_usd"]) == ("count_tokens", 200, 0)
 
 
+async def test_count_tokens_falls_back_to_the_estimate_when_the_upstream_is_overloaded(
+    gw: Routerd, claude: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.mode = "529"
+    text = "x" * 400
+    raw = await claude.messages.with_raw_response.count_tokens(
+        model="anth/claude-test", messages=[{"role": "user", "content": text}]
+    )
+    assert (await raw.parse()).input_tokens == 104  # the estimate, not the upstream's 529
+    assert raw.headers["x-routerd-token-count"] == "estimate"
+    assert fake_anthropic.requests[-1]["path"] == "/v1/messages/count_tokens"
+    (line,) = await gw.wait_journal(1)
+    assert (line["ingress"], line["status"]) == ("count_tokens", 200)
+
+
 async def test_count_tokens_estimate_for_other_upstreams(claude: anthropic.AsyncAnthropic) -> None:
     text = "x" * 400  # 400 UTF-8 bytes -> 100 tokens, plus 4 framing tokens for one message
     count = await claude.messages.count_tokens(

@@ -1,8 +1,10 @@
 """`POST /v1/messages/count_tokens`: Anthropic's token count endpoint.
 
 For a model whose first planned candidate is an Anthropic upstream, the upstream's own count (the
-body is forwarded with only `model` rewritten; routing fields are taken off first). Otherwise
-routerd's documented estimate (`routerd/formats/estimate.py`). Counting costs nothing; it is
+body is forwarded with only `model` rewritten; routing fields are taken off first). Otherwise,
+or when that upstream fails in a way another try might not (down, timeout, 429, overloaded),
+routerd's documented estimate (`routerd/formats/estimate.py`), marked with the response header
+`x-routerd-token-count: estimate`. Counting costs nothing; it is
 journaled with ingress `count_tokens` and zero tokens, so every finished request still has its
 line.
 """
@@ -18,8 +20,9 @@ from routerd.errors import ErrorCode, RouterdError
 from routerd.formats import anthropic_messages
 from routerd.formats.canonical import TranslationError
 from routerd.formats.estimate import estimate_input_tokens
-from routerd.providers.base import UpstreamResponse
+from routerd.providers.base import UpstreamError, UpstreamResponse
 from routerd.routing.presets import expand_preset
+from routerd.routing.retry import is_retryable
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.middleware import REQUEST_ID
@@ -80,9 +83,14 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         candidates = plan_request(gateway, ctx, request, body)
         first = candidates[0]
         ctx.route = first.route
-        payload = await _upstream_count(request, ctx, first.deployment, body)
+        headers = response_headers(ctx)
+        try:
+            payload = await _upstream_count(request, ctx, first.deployment, body)
+        except UpstreamError as err:
+            if not is_retryable(err.code):
+                raise
+            payload = None  # the upstream cannot count now: answer with the estimate
         if payload is None:
             payload = orjson.dumps({"input_tokens": _estimate(body)})
-        return web.Response(
-            body=payload, content_type="application/json", headers=response_headers(ctx)
-        )
+            headers["x-routerd-token-count"] = "estimate"
+        return web.Response(body=payload, content_type="application/json", headers=headers)
