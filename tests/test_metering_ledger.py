@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from routerd.config.model import BudgetConfig, BudgetScope, KeyConfig
-from routerd.metering.budgets import BudgetRule, build_rules, key_rules, model_rules
+from routerd.metering.budgets import BudgetRule, RuleIndex, build_rules, model_rules
 from routerd.metering.ledger import BudgetRefusal, Ledger, Reservation, Settled
 from routerd.metering.replay import budget_targets, replay
 from routerd.metering.store import InMemoryStore
@@ -98,8 +98,8 @@ def test_scopes_and_listing_decide_which_budgets_apply() -> None:
     k1 = key("k1", "alice", ("search",), ["pool"])
     k2 = key("k2", "bob")
     rules = build_rules(budgets, [k1, k2])
-    assert sorted(r.id for r in key_rules(k1, rules)) == ["g", "k", "pool", "t", "u"]
-    assert sorted(r.id for r in key_rules(k2, rules)) == ["g"]
+    assert sorted(r.id for r in RuleIndex(rules).for_key(k1)) == ["g", "k", "pool", "t", "u"]
+    assert sorted(r.id for r in RuleIndex(rules).for_key(k2)) == ["g"]
     assert [r.id for r in model_rules("openai/gpt-5-mini", rules)] == ["m"]
     assert model_rules("openai/gpt-4.1", rules) == ()
     assert rules["k"].error_code.name == "key_limit_exceeded"

@@ -157,11 +157,6 @@ class RuleIndex:
         return tuple({rule.id: rule for rule in found}.values())
 
 
-def key_rules(key: KeyConfig, rules: dict[str, BudgetRule]) -> tuple[BudgetRule, ...]:
-    """The budgets that apply to every request of `key` whatever the model."""
-    return RuleIndex(rules).for_key(key)
-
-
 def model_rules(model_id: str, rules: dict[str, BudgetRule]) -> tuple[BudgetRule, ...]:
     """The model-glob budgets that apply to every request answered by `model_id`."""
     return tuple(

@@ -82,16 +82,18 @@ def journal_files(
     directory: Path, since: date | None = None, until: date | None = None
 ) -> list[Path]:
     """Journal files whose day is within [since, until] (inclusive), by day then rollover index."""
+    return [path for _day, path in journal_days(directory, since, until)]
+
+
+def journal_days(
+    directory: Path, since: date | None = None, until: date | None = None
+) -> list[tuple[date, Path]]:
+    """(UTC day, path) of the journal files within [since, until], by day then rollover index."""
     return [
-        path
+        (day, path)
         for day, _index, path in _scan(directory)
         if (since is None or day >= since) and (until is None or day <= until)
     ]
-
-
-def journal_days(directory: Path, since: date | None = None) -> list[tuple[date, Path]]:
-    """(UTC day, path) of every journal file from `since` on, by day then rollover index."""
-    return [(day, path) for day, _index, path in _scan(directory) if since is None or day >= since]
 
 
 def _iter_file(path: Path) -> Iterator[dict[str, Any]]:

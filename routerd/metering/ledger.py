@@ -209,10 +209,6 @@ class Ledger:
             and rule.counts(done.key_id, done.user, done.tags, done.model)
         ]
 
-    async def release(self, reservation: Reservation | None) -> None:
-        if reservation is not None and reservation.id is not None:
-            await self.store.release(reservation.id)
-
     # -- reading -------------------------------------------------------------------------------
 
     async def status(self, rule: BudgetRule) -> BudgetStatus:

@@ -1,6 +1,6 @@
 """Usage aggregation over journal records (pure): group by key, user, tag, model or day.
 
-Used offline by `routerd usage` today, and by the admin usage API later, so both agree. Records
+Used offline by `routerd usage` and by `GET /admin/usage` in the daemon, so both agree. Records
 are journal lines as dicts; time bounds are inclusive UTC days on the record's `ts`. A record
 with several tags counts once under each tag; a record without the grouped field counts under
 "-". Money stays an integer in pico-USD until display.
