@@ -12,7 +12,8 @@ from itertools import pairwise
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.fake_server import FakeServer
 
 REPLY_TEXT = "Hello from the fake Anthropic upstream"
 STREAM_PIECES = ["Hello", " from", " the", " fake", " Anthropic", " upstream"]
@@ -164,41 +165,21 @@ def stream_events(model: str, tool_name: str | None = None) -> list[tuple[str, d
     return events
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeServer):
     """`POST /v1/messages` over real HTTP. `requests` holds `{"body", "headers"}` per call.
 
     The key is accepted as `x-api-key: <key>` or `Authorization: Bearer <key>`."""
 
+    prefix = "/v1"
+
     def __init__(self, api_key: str = "sk-ant-fake-key", mode: str = "ok") -> None:
-        self.api_key = api_key
-        self.mode = mode
-        self.requests: list[dict[str, Any]] = []
-        self.server: TestServer | None = None
-
-    @property
-    def base_url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("/v1"))
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
+        super().__init__(api_key, mode)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         return app
-
-    async def start(self) -> str:
-        self.server = TestServer(self.app(), host="127.0.0.1")
-        await self.server.start_server()
-        return self.base_url
-
-    async def close(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         headers = {k.lower(): v for k, v in request.headers.items()}

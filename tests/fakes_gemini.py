@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+
+from tests.fake_server import FakeServer
 
 REPLY_TEXT = "Hello from the fake Gemini upstream"
 STREAM_PIECES = ["Hello from", " the fake", " Gemini upstream"]
@@ -92,38 +93,18 @@ def stream_chunks(model: str, tool: str | None, thoughts: bool) -> list[dict[str
     return chunks
 
 
-class FakeGemini:
+class FakeGemini(FakeServer):
     """`requests` holds `{"body", "headers", "path", "query"}` per call."""
 
+    prefix = "/v1beta"
+
     def __init__(self, api_key: str = "fake-gemini-key", mode: str = "ok") -> None:
-        self.api_key = api_key
-        self.mode = mode
-        self.requests: list[dict[str, Any]] = []
-        self.server: TestServer | None = None
-
-    @property
-    def base_url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("/v1beta"))
-
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.requests[-1]
+        super().__init__(api_key, mode)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1beta/models/{name:.+}", self.models)
         return app
-
-    async def start(self) -> str:
-        self.server = TestServer(self.app(), host="127.0.0.1")
-        await self.server.start_server()
-        return self.base_url
-
-    async def close(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}
