@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from routerd.metering.budgets import BudgetRule
 from routerd.metering.replay import (
@@ -43,8 +44,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     """Holds taken for one request; `id` is None when no budget applied (nothing to settle).
 
     `epoch` is the ledger's rule set at admission: unchanged at settlement, the holds already
@@ -79,8 +79,7 @@ class BudgetStatus:
         return max(self.rule.limit_pico - self.spent - self.reserved, 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
+class Settled(NamedTuple):
     """A finished request as the ledger needs it."""
 
     request_id: str
@@ -162,7 +161,8 @@ class Ledger:
         if not rules:
             return Reservation(None, (), amount, self._epoch)
         now = self.clock()
-        windows = [self._windows.rule(rule, now) for rule in rules]
+        of = self._windows.of
+        windows = [of(r.config.period, r.config.period_seconds, now) for r in rules]
         charges = [
             Charge(rule.counter, window.start, amount, rule.limit_pico)
             for rule, window in zip(rules, windows, strict=True)

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from routerd.config.model import RateLimits
 from routerd.metering.store import (
@@ -67,8 +67,7 @@ class RateScope:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class LimitStatus:
+class LimitStatus(NamedTuple):
     """One limit as the response headers report it (the tightest scope of its kind)."""
 
     scope_id: str
@@ -112,9 +111,10 @@ class ConcurrencyLease:
         await self.release()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateDecision:
-    """The outcome of one admission.
+    """The outcome of one admission (read-only by convention; a plain slots class because one is
+    built per request).
 
     `failed` names the first limit that refused (requests, tokens, concurrency) and
     `failed_scope` its scope. `retry_after_seconds` is when every refusing limit would have room;
@@ -132,9 +132,18 @@ class RateDecision:
     scopes: tuple[RateScope, ...] = ()
     estimated_tokens: int = 0
     lease: ConcurrencyLease = field(default_factory=ConcurrencyLease)
+    _headers: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def headers(self) -> dict[str, str]:
-        """The `x-ratelimit-*` headers (limits that exist) and, when refused, `retry-after`."""
+        """The `x-ratelimit-*` headers (limits that exist) and, when refused, `retry-after`.
+
+        Computed once per decision (a response and its error path may both ask); callers copy
+        it into their own header mapping and must not change it."""
+        if self._headers is None:
+            self._headers = self._make_headers()
+        return self._headers
+
+    def _make_headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for kind, status in (("requests", self.requests), ("tokens", self.tokens)):
             if status is not None:

@@ -6,7 +6,9 @@ will implement the same protocol so several routerd instances share budgets and 
 
 - Every protocol method is ONE atomic operation (a Lua script in Redis). Check-and-hold never
   spans two calls, and nothing here assumes the caller runs in the same process.
-- Nothing outside a store touches its state; callers only see the frozen result types below.
+- Nothing outside a store touches its state; callers only see the immutable result types below
+  (named tuples: several are built per request, and a tuple costs a fraction of a frozen
+  dataclass).
 - `InMemoryStore` methods never `await`, so each runs to completion on the event loop: that is its
   atomicity. Keep it that way when changing them.
 
@@ -28,11 +30,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """Hold `amount` on `counter` in the window starting at `window_start`, if it fits `limit`.
 
     `limit=None` records the hold without any check (a counter that is only tracked).
@@ -44,8 +45,7 @@ class Charge:
     limit: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Spend:
+class Spend(NamedTuple):
     """Add `amount` of settled spend to `counter` in the window starting at `window_start`."""
 
     counter: str
@@ -53,8 +53,7 @@ class Spend:
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class CounterState:
+class CounterState(NamedTuple):
     """What one counter window holds: settled spend and outstanding reservations."""
 
     spent: int = 0
@@ -65,8 +64,7 @@ class CounterState:
         return self.spent + self.reserved
 
 
-@dataclass(frozen=True, slots=True)
-class CounterReading:
+class CounterReading(NamedTuple):
     """One counter window of a reservation, as it stands after the operation."""
 
     counter: str
@@ -76,8 +74,7 @@ class CounterReading:
     limit: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(NamedTuple):
     """The first charge of a reservation that did not fit, with the counter as it stood."""
 
     counter: str
@@ -88,8 +85,7 @@ class Refusal:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReserveResult:
+class ReserveResult(NamedTuple):
     """`ok` and the counters after the hold, or not `ok` (nothing held) and the refusal."""
 
     ok: bool
@@ -97,8 +93,7 @@ class ReserveResult:
     refusal: Refusal | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RateHit:
+class RateHit(NamedTuple):
     """Take `cost` units from the bucket `bucket` that refills `limit` units per window.
 
     In `rate_adjust` the cost may be negative (units given back, e.g. a token estimate corrected).
@@ -110,16 +105,14 @@ class RateHit:
     window_seconds: int
 
 
-@dataclass(frozen=True, slots=True)
-class ConcurrencySlot:
+class ConcurrencySlot(NamedTuple):
     """Take one of `limit` concurrent slots named `name`."""
 
     name: str
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+class BucketState(NamedTuple):
     """One rate bucket after (or, when refused, instead of) a hit.
 
     `allowed`: this bucket had room for the hit (another may still refuse the admission, and then
@@ -136,8 +129,7 @@ class BucketState:
     retry_after: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class AdmitResult:
+class AdmitResult(NamedTuple):
     """All-or-nothing outcome of `rate_admit`: buckets in the order given, concurrency verdict."""
 
     allowed: bool
@@ -220,10 +212,13 @@ class _Bucket:
 _NO_WINDOWS: dict[datetime | None, _Counter] = {}
 
 
-def _reading(charge: Charge, state: _Counter) -> CounterReading:
-    return CounterReading(
-        charge.counter, charge.window_start, state.spent, state.reserved, charge.limit
-    )
+def _raise_duplicate(charges: Sequence[Charge]) -> None:
+    seen: set[tuple[str, datetime | None]] = set()
+    for charge in charges:
+        key = (charge.counter, charge.window_start)
+        if key in seen:
+            raise ValueError(f"counter {charge.counter!r} charged twice in one reservation")
+        seen.add(key)
 
 
 def _refused(charge: Charge, spent: int, reserved: int) -> ReserveResult:
@@ -242,6 +237,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _check_amount(amount: int, what: str) -> None:
+    if type(amount) is int and amount >= 0:  # the common case first: one type check
+        return
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise TypeError(f"{what} must be an int, got {type(amount).__name__}")
     if amount < 0:
@@ -279,31 +276,35 @@ class InMemoryStore:
     async def reserve(self, reservation_id: str, charges: Sequence[Charge]) -> ReserveResult:
         if reservation_id in self._reservations:
             raise ValueError(f"reservation {reservation_id!r} is already held")
-        seen: set[tuple[str, datetime | None]] = set()
         for charge in charges:
             _check_amount(charge.amount, "charge amount")
-            key = (charge.counter, charge.window_start)
-            if key in seen:
-                raise ValueError(f"counter {charge.counter!r} charged twice in one reservation")
-            seen.add(key)
+        if len(charges) > 1 and len({(c.counter, c.window_start) for c in charges}) != len(charges):
+            _raise_duplicate(charges)
+        counters = self._counters
         for charge in charges:
-            state = self._counters.get(charge.counter, _NO_WINDOWS).get(charge.window_start)
-            if state is None or charge.limit is None:
-                if charge.limit is not None and charge.amount > charge.limit:
-                    return _refused(charge, 0, 0)
+            state = counters.get(charge.counter, _NO_WINDOWS).get(charge.window_start)
+            limit = charge.limit
+            if limit is None:
                 continue
-            if state.spent + state.reserved + charge.amount > charge.limit:
+            if state is None:
+                if charge.amount > limit:
+                    return _refused(charge, 0, 0)
+            elif state.spent + state.reserved + charge.amount > limit:
                 return _refused(charge, state.spent, state.reserved)
-        holds = tuple(charges)  # frozen: kept as the holds
+        holds = tuple(charges)  # immutable: kept as the holds
         readings = []
         for hold in holds:
             counter = self._counter(hold.counter, hold.window_start)
             counter.reserved += hold.amount
-            readings.append(_reading(hold, counter))
+            readings.append(
+                CounterReading(
+                    hold.counter, hold.window_start, counter.spent, counter.reserved, hold.limit
+                )
+            )
         self._reservations[reservation_id] = holds
         for hold in holds:
             self._collect(hold.counter)
-        return ReserveResult(ok=True, readings=tuple(readings))
+        return ReserveResult(True, tuple(readings))
 
     async def settle(
         self, reservation_id: str | None, actual: int, spends: Sequence[Spend] = ()
@@ -317,7 +318,11 @@ class InMemoryStore:
             counter = self._counter(hold.counter, hold.window_start)
             counter.reserved -= hold.amount
             counter.spent += actual
-            readings.append(_reading(hold, counter))
+            readings.append(
+                CounterReading(
+                    hold.counter, hold.window_start, counter.spent, counter.reserved, hold.limit
+                )
+            )
         for spend in spends:
             self._counter(spend.counter, spend.window_start).spent += spend.amount
             self._collect(spend.counter)

@@ -16,8 +16,7 @@ Owns the request-side estimates and the client-facing refusals:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.metering.budgets import BudgetRule
@@ -35,8 +34,7 @@ _MAX_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _IMAGE_MARKERS = (b'"type":"image', b'"type": "image', b'"input_image"')
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     prompt_bound: int  # tokens, an upper bound for text
     requested_output: int | None  # max tokens the request asked for, if any
 
@@ -84,7 +82,7 @@ def _rate_refusal(gateway: Gateway, decision: RateDecision) -> RouterdError:
     return RouterdError(
         ErrorCode.rate_limit_exceeded,
         message,
-        headers=decision.headers(),
+        headers=dict(decision.headers()),
         details={"limit": decision.failed, "scope": scope},
     )
 
