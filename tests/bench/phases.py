@@ -22,7 +22,7 @@ from tests.bench import profile as pyspy
 from tests.bench import streams, wrk
 from tests.bench.config import API_KEY, MODEL, PACED_MODEL
 from tests.bench.loadgen import proc_cpu_seconds, run_row
-from tests.bench.procs import Proc
+from tests.bench.procs import Proc, rss_mb
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CHAT = orjson.dumps(
@@ -66,6 +66,7 @@ class Bench:
     routerd_sent: int = 0
     samples: dict[str, list[Sample]] = field(default_factory=dict)
     scripts: dict[str, Path] = field(default_factory=dict)
+    rss_trace: list[tuple[int, float]] = field(default_factory=list)  # (requests sent, MB)
 
     def url(self, target: str, path: str = "/v1/chat/completions") -> str:
         port = self.ports["upstream" if target == "direct" else target]
@@ -192,6 +193,9 @@ async def top_up(b: Bench, total: int, chunk_seconds: int = 30) -> None:
         seconds = max(1, min(chunk_seconds, round(left / rps) + 1))
         print(f"  {b.routerd_sent} requests so far, {seconds} s more ...", file=sys.stderr)
         sample = await measure(b, "routerd", "chat", 16, seconds)
+        mb = rss_mb(b.pid("routerd"))
+        if mb is not None:
+            b.rss_trace.append((b.routerd_sent, mb))
         if sample.errors:
             b.samples.setdefault("routerd top-up errors", []).append(sample)
 

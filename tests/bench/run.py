@@ -197,6 +197,7 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
             res["rss"][total] = (b.routerd_sent, rss_mb(procs["routerd"].pid))
         res["rss"]["bare_end"] = rss_mb(procs["bare"].pid)
     res["bench"] = b
+    res["rss_trace"] = b.rss_trace
     res["routerd_exit"] = stop(procs["routerd"], grace=10)
     res["journal_lines"] = sum(
         sum(1 for _ in p.open("rb")) for p in (tmp / "rd" / "journal").rglob("*") if p.is_file()

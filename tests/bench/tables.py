@@ -107,6 +107,10 @@ def _rss(t: Table, res: dict[str, Any], args: argparse.Namespace) -> None:
                   ok=ok_le(grow, 5.0) if grow is not None else None)  # fmt: skip
         elif total == 1_000_000:
             t.add("after 1,000,000 requests", routerd_text="not run (needs --long)")
+    trace = [mb for sent, mb in res.get("rss_trace", ()) if sent >= args.rss_requests]
+    if len(trace) > 1:
+        t.add(f"min / max while driving it past {args.rss_requests:,} ({len(trace)} samples)",
+              routerd_text=f"{min(trace):.1f} / {max(trace):.1f}")  # fmt: skip
     if "bare_end" in rss:
         t.add("bare proxy at the end", None, rss["bare_end"], None, spec=".1f")
 
