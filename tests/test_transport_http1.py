@@ -1,0 +1,542 @@
+"""The upstream transports against real servers: aiohttp servers for well-behaved HTTP, raw
+asyncio servers for misbehaviour (exact bytes, split segments, cut bodies, dropped keep-alive
+connections). The shared behaviour runs over both transports (`http1`, the default, and
+`aiohttp`) so they stay equivalent; what only http1 promises is tested on http1 alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import shutil
+import ssl
+import subprocess
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import uvloop
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from routerd.config.model import ProviderConfig, Timeouts, TransportKind
+from routerd.errors import ErrorCode
+from routerd.providers.base import Transport, UpstreamError, UpstreamRequest
+from routerd.providers.http1 import Http1Transport
+from routerd.providers.registry import build_provider
+
+BOTH = pytest.mark.parametrize("kind", ["http1", "aiohttp"])
+QUICK = Timeouts(connect=2.0, first_byte=5.0, idle=5.0, total=10.0)
+
+
+def transport(
+    kind: TransportKind, url: str, pool_size: int = 10, max_concurrency: int | None = None
+) -> Transport:
+    config = ProviderConfig(
+        name="t",
+        type="openai",
+        base_url=url,
+        api_key=None,
+        headers=(),
+        pool_size=pool_size,
+        timeouts=QUICK,
+        api_version=None,
+        enabled=True,
+        disabled_reason=None,
+        max_concurrency=max_concurrency,
+        transport=kind,
+    )
+    return build_provider(config).transport
+
+
+def post(
+    url: str, body: bytes = b"{}", timeouts: Timeouts = QUICK, **headers: str
+) -> UpstreamRequest:
+    return UpstreamRequest(
+        "POST", url, {"Content-Type": "application/json", **headers}, body, True, timeouts
+    )
+
+
+async def fetch(t: Transport, request: UpstreamRequest) -> tuple[int, bytes]:
+    response = await t.send(request)
+    try:
+        return response.status, await response.read()
+    finally:
+        response.release()
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+class Peers:
+    """The client connections an aiohttp server saw (by peer address)."""
+
+    def __init__(self) -> None:
+        self.seen: set[object] = set()
+        self.open = 0
+        self.most_open = 0
+
+
+@asynccontextmanager
+async def aiohttp_server(
+    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[tuple[str, Peers]]:
+    peers = Peers()
+
+    @web.middleware
+    async def track(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.seen.add(request.transport.get_extra_info("peername"))
+        peers.open += 1
+        peers.most_open = max(peers.most_open, peers.open)
+        try:
+            return await handler(request)
+        finally:
+            peers.open -= 1
+
+    app = web.Application(middlewares=[track])
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=ssl_context)
+    scheme = "https" if ssl_context else "http"
+    try:
+        yield (
+            f"{scheme}://localhost:{server.port}" if ssl_context else str(server.make_url("")),
+            peers,
+        )
+    finally:
+        await server.close()
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: RawHandler) -> AsyncIterator[tuple[str, list[int]]]:
+    """A server that writes exact bytes; `handler(reader, writer, n)` gets the connection number."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        try:
+            await handler(reader, writer, len(connections) - 1)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: part of several tests
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/x", connections
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request (head and Content-Length body) off the wire."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + await reader.readexactly(length)
+
+
+def replying(*parts: bytes, close: bool = True) -> RawHandler:
+    """A raw handler that reads one request and writes `parts` (each flushed on its own)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        if not close:
+            await reader.read()
+
+    return handler
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response({"got": body.decode(), "ua": request.headers.get("User-Agent")})
+
+
+# --- shared behaviour ----------------------------------------------------------------------
+
+
+@BOTH
+async def test_content_length_body_and_headers(kind: TransportKind) -> None:
+    async with aiohttp_server({"/v1/x": echo}) as (url, _):
+        t = transport(kind, url)
+        response = await t.send(post(f"{url}/v1/x", b'{"a":1}'))
+        assert response.status == 200
+        assert response.headers.get("content-type", "").startswith("application/json")
+        assert response.headers["Content-Type"] == response.headers["CONTENT-TYPE"]
+        assert await response.read() == b'{"got": "{\\"a\\":1}", "ua": null}'
+        response.release()
+        await t.close()
+
+
+@BOTH
+async def test_chunked_stream_arrives_in_pieces_and_connection_is_reused(
+    kind: TransportKind,
+) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(5):
+            await response.write(f"data: {i}\n\n".encode())
+            await asyncio.sleep(0.01)
+        await response.write_eof()
+        return response
+
+    async with aiohttp_server({"/v1/x": stream}) as (url, peers):
+        t = transport(kind, url)
+        for _ in range(2):
+            response = await t.send(post(f"{url}/v1/x"))
+            chunks = [chunk async for chunk in response.iter_chunks()]
+            response.release()
+            assert b"".join(chunks) == b"".join(f"data: {i}\n\n".encode() for i in range(5))
+            assert len(chunks) > 1  # relayed as they came, not buffered to the end
+        assert len(peers.seen) == 1  # the fully read connection served the second request
+        await t.close()
+
+
+@BOTH
+async def test_partly_read_stream_closes_its_connection(kind: TransportKind) -> None:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first")
+        await asyncio.sleep(0.2)
+        await response.write(b"second")
+        return response
+
+    async with aiohttp_server({"/v1/x": stream}) as (url, peers):
+        t = transport(kind, url)
+        response = await t.send(post(f"{url}/v1/x"))
+        async for chunk in response.iter_chunks():
+            assert chunk == b"first"
+            break
+        response.release()
+        assert await fetch(t, post(f"{url}/v1/x")) == (200, b"firstsecond")
+        assert len(peers.seen) == 2
+        if isinstance(t, Http1Transport):
+            assert t.in_use == 0
+        await t.close()
+
+
+@BOTH
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compressed_body_is_decoded(kind: TransportKind, encoding: str) -> None:
+    data = b'{"text": "' + b"abc" * 2000 + b'"}'
+    packed = gzip.compress(data) if encoding == "gzip" else zlib.compress(data)
+
+    async def compressed(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=packed, headers={"Content-Encoding": encoding})
+
+    async with aiohttp_server({"/v1/x": compressed}) as (url, _):
+        t = transport(kind, url)
+        assert await fetch(t, post(f"{url}/v1/x")) == (200, data)
+        response = await t.send(post(f"{url}/v1/x"))
+        assert b"".join([c async for c in response.iter_chunks()]) == data
+        response.release()
+        await t.close()
+
+
+@BOTH
+async def test_body_read_until_close(kind: TransportKind) -> None:
+    handler = replying(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello ", b"world")
+    async with raw_server(handler) as (url, _):
+        t = transport(kind, url)
+        assert await fetch(t, post(url)) == (200, b"hello world")
+        await t.close()
+
+
+@BOTH
+async def test_interim_100_continue_is_skipped(kind: TransportKind) -> None:
+    handler = replying(
+        b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+    )
+    async with raw_server(handler) as (url, _):
+        t = transport(kind, url)
+        assert await fetch(t, post(url)) == (201, b"ok")
+        await t.close()
+
+
+@BOTH
+async def test_headers_split_across_segments(kind: TransportKind) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nX-Long-Header: abcdef\r\nContent-Length: 5\r\n\r\nhello"
+    handler = replying(*[raw[i : i + 3] for i in range(0, len(raw), 3)])
+    async with raw_server(handler) as (url, _):
+        t = transport(kind, url)
+        response = await t.send(post(url))
+        assert response.headers["x-long-header"] == "abcdef"
+        assert await response.read() == b"hello"
+        response.release()
+        await t.close()
+
+
+@BOTH
+async def test_body_cut_mid_chunk_is_a_closed_connection(kind: TransportKind) -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    async with raw_server(replying(head, b"5\r\nhello\r\n", b"10\r\nabc")) as (url, _):
+        t = transport(kind, url)
+        response = await t.send(post(url))
+        with pytest.raises(UpstreamError) as err:
+            async for _ in response.iter_chunks():
+                pass
+        response.release()
+        assert err.value.code is ErrorCode.provider_unavailable
+        assert err.value.message == "the upstream closed the connection"
+        await t.close()
+
+
+@BOTH
+async def test_pool_limit_queues_requests(kind: TransportKind) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        body = await request.read()
+        await asyncio.sleep(0.02)
+        return web.Response(body=body)
+
+    async with aiohttp_server({"/v1/x": slow}) as (url, peers):
+        t = transport(kind, url, pool_size=2)
+        results = await asyncio.gather(
+            *[fetch(t, post(f"{url}/v1/x", str(i).encode())) for i in range(8)]
+        )
+        assert results == [(200, str(i).encode()) for i in range(8)]
+        assert peers.most_open <= 2
+        assert len(peers.seen) <= 2
+        await t.close()
+
+
+@BOTH
+async def test_slow_consumer_holds_back_the_upstream(kind: TransportKind) -> None:
+    size, piece = 32 << 20, b"x" * (1 << 16)
+    sent = {"done": False}
+
+    async def flood(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = size
+        await response.prepare(request)
+        for _ in range(size // len(piece)):
+            await response.write(piece)
+        sent["done"] = True
+        return response
+
+    async with aiohttp_server({"/v1/x": flood}) as (url, _):
+        t = transport(kind, url)
+        response = await t.send(post(f"{url}/v1/x"))
+        chunks = response.iter_chunks()
+        received = len(await anext(chunks))
+        await asyncio.sleep(0.3)  # routerd's client stalls: the upstream must not get through
+        assert not sent["done"]
+        async for chunk in chunks:
+            received += len(chunk)
+        assert received == size
+        assert sent["done"]
+        response.release()
+        await t.close()
+
+
+@BOTH
+async def test_timeouts_before_headers_between_chunks_and_in_total(kind: TransportKind) -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response()
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b"tick")
+            await asyncio.sleep(0.05 if request.query.get("every") else 5)
+        return response
+
+    async with aiohttp_server({"/hang": hang, "/trickle": trickle}) as (url, _):
+        t = transport(kind, url)
+        cases = [
+            ("/hang", Timeouts(connect=2, first_byte=0.2, idle=5, total=10), "did not answer"),
+            ("/trickle", Timeouts(connect=2, first_byte=2, idle=0.2, total=10), "stopped"),
+            ("/trickle?every=1", Timeouts(connect=2, first_byte=2, idle=1, total=0.4), "stopped"),
+        ]
+        for path, timeouts, said in cases:
+            with pytest.raises(UpstreamError) as err:
+                response = await t.send(post(f"{url}{path}", timeouts=timeouts))
+                try:
+                    async for _ in response.iter_chunks():
+                        pass
+                finally:
+                    response.release()
+            assert err.value.code is ErrorCode.provider_timeout
+            assert said in err.value.message
+        if isinstance(t, Http1Transport):
+            assert t.in_use == 0
+        await t.close()
+
+
+@BOTH
+async def test_nothing_listening_is_cannot_connect(kind: TransportKind) -> None:
+    async with raw_server(replying()) as (url, _):
+        pass  # closed again: its port refuses connections now
+    t = transport(kind, url)
+    with pytest.raises(UpstreamError) as err:
+        await t.send(post(url))
+    assert err.value.code is ErrorCode.provider_unavailable
+    assert err.value.message == "cannot connect to the upstream"
+    await t.close()
+
+
+@BOTH
+async def test_max_concurrency_fails_fast_when_full(kind: TransportKind) -> None:
+    gate = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.Response(body=b"ok")
+
+    async with aiohttp_server({"/v1/x": held}) as (url, _):
+        t = transport(kind, url, max_concurrency=1)
+        first = asyncio.create_task(fetch(t, post(f"{url}/v1/x")))
+        await asyncio.sleep(0.05)
+        with pytest.raises(UpstreamError) as err:
+            await t.send(post(f"{url}/v1/x"))
+        assert err.value.code is ErrorCode.provider_overloaded
+        gate.set()
+        assert await first == (200, b"ok")
+        assert await fetch(t, post(f"{url}/v1/x")) == (200, b"ok")  # the slot came back
+        await t.close()
+
+
+# --- what http1 alone promises --------------------------------------------------------------
+
+
+async def test_kept_alive_connection_closed_by_the_server_is_retried_once() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(ok)
+        await writer.drain()
+        if n == 0:  # keep-alive promised, then dropped as the next request comes in
+            await read_request(reader)
+
+    async with raw_server(handler) as (url, connections):
+        t = transport("http1", url)
+        assert await fetch(t, post(url)) == (200, b"ok")
+        assert await fetch(t, post(url)) == (200, b"ok")
+        assert len(connections) == 2
+        assert isinstance(t, Http1Transport) and t.in_use == 0
+        await t.close()
+
+
+async def test_fresh_connection_closed_without_answer_is_not_retried() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+
+    async with raw_server(handler) as (url, connections):
+        t = transport("http1", url)
+        with pytest.raises(UpstreamError) as err:
+            await t.send(post(url))
+        assert err.value.message == "the upstream closed the connection"
+        assert len(connections) == 1
+        await t.close()
+
+
+async def test_connection_close_answer_is_not_reused() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    async with raw_server(replying(ok, close=False)) as (url, connections):
+        t = transport("http1", url)
+        for _ in range(2):
+            assert await fetch(t, post(url)) == (200, b"ok")
+        assert len(connections) == 2
+        assert isinstance(t, Http1Transport) and t.idle == 0
+        await t.close()
+
+
+async def test_line_break_in_a_header_is_refused_before_sending() -> None:
+    async with raw_server(replying(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as (
+        url,
+        connections,
+    ):
+        t = transport("http1", url)
+        with pytest.raises(UpstreamError) as err:
+            await t.send(post(url, **{"X-Tag": "a\r\nX-Injected: 1"}))
+        assert err.value.code is ErrorCode.invalid_request
+        assert connections == []
+        await t.close()
+
+
+async def test_malformed_status_line_is_an_upstream_error() -> None:
+    async with raw_server(replying(b"HTTP/1.1 abc nonsense\r\n\r\n")) as (url, _):
+        t = transport("http1", url)
+        with pytest.raises(UpstreamError) as err:
+            await t.send(post(url))
+        assert err.value.code is ErrorCode.provider_unavailable
+        await t.close()
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path] | None:
+    """A certificate for localhost (openssl CLI), or None when openssl is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_with_a_trusted_private_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair = _self_signed(tmp_path)
+    if pair is None:
+        pytest.skip("openssl is not installed")
+    cert, key = pair
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    async with aiohttp_server({"/v1/x": echo}, server_ctx) as (url, _):
+        untrusting = transport("http1", url)
+        with pytest.raises(UpstreamError) as err:
+            await untrusting.send(post(f"{url}/v1/x"))
+        assert err.value.message == "cannot connect to the upstream"
+        await untrusting.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        t = transport("http1", url)
+        assert await fetch(t, post(f"{url}/v1/x", b"tls")) == (
+            200,
+            b'{"got": "tls", "ua": null}',
+        )
+        await t.close()
+
+
+def test_under_uvloop() -> None:
+    """The daemon runs on uvloop, whose transports are not asyncio's classes."""
+
+    async def scenario() -> None:
+        async with aiohttp_server({"/v1/x": echo}) as (url, peers):
+            t = transport("http1", url)
+            for i in range(3):
+                body = str(i).encode()
+                expected = b'{"got": "' + body + b'", "ua": null}'
+                assert await fetch(t, post(f"{url}/v1/x", body)) == (200, expected)
+            assert len(peers.seen) == 1
+            await t.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
