@@ -18,13 +18,16 @@ from pathlib import Path
 
 import pytest
 import uvloop
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from routerd.config.load import ConfigError, load_catalog
 from routerd.config.model import ProviderConfig, Timeouts, TransportKind
 from routerd.errors import ErrorCode
-from routerd.providers.base import Transport, UpstreamError, UpstreamRequest
+from routerd.providers.base import AiohttpTransport, Transport, UpstreamError, UpstreamRequest
 from routerd.providers.http1 import Http1Transport
+from routerd.providers.http1_pool import Pool
 from routerd.providers.registry import build_provider
 
 BOTH = pytest.mark.parametrize("kind", ["http1", "aiohttp"])
@@ -540,3 +543,61 @@ def test_under_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+async def test_idle_connections_are_dropped_after_the_keepalive_time() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await read_request(reader)
+        writer.write(ok)
+        await writer.drain()
+        assert await reader.read() == b""  # the client hung up
+        closed.set()
+
+    async with raw_server(handler) as (url, _):
+        port = int(url.split(":")[2].split("/")[0])
+        pool = Pool("127.0.0.1", port, None, limit=2, keepalive=0.1)
+        conn = await pool.acquire(1.0)
+        await conn.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        while not conn.done:
+            await conn.wait_body()
+        assert conn.take() == b"ok"
+        pool.release(conn, conn.finish())
+        assert pool.idle == 1
+        async with asyncio.timeout(5):
+            await closed.wait()
+        assert pool.idle == 0 and pool.in_use == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "accepted"),
+    [
+        ({"headers": {"X-Tag": "a\r\nX-Injected: 1"}}, False),
+        ({"headers": {"Bad Name": "v"}}, False),
+        ({"transport": "carrier-pigeon"}, False),
+        ({"transport": "aiohttp", "headers": {"X-Tag": "v"}}, True),
+    ],
+)
+def test_provider_file_refuses_line_breaks_and_names_the_transport(
+    tmp_path: Path, extra: dict[str, object], accepted: bool
+) -> None:
+    doc = {
+        "providers": {"p": {"type": "openai", "base_url": "http://127.0.0.1:1", **extra}},
+        "models": {
+            "p/m": {
+                "pricing": {"prompt": 1, "completion": 1},
+                "deployments": [{"provider": "p", "model": "m"}],
+            }
+        },
+    }
+    path = tmp_path / "providers.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    if not accepted:
+        with pytest.raises(ConfigError):
+            load_catalog(path, Timeouts())
+        return
+    catalog, _ = load_catalog(path, Timeouts())
+    assert catalog.providers["p"].transport == "aiohttp"
+    assert isinstance(build_provider(catalog.providers["p"]).transport, AiohttpTransport)
