@@ -50,10 +50,11 @@ from routerd.providers.http1_conn import (
     Connection,
     ConnectionClosed,
     Http1Error,
+    MalformedResponse,
 )
 from routerd.providers.http1_pool import Pool
 
-_FAILURES = (Http1Error, OSError, TimeoutError, zlib.error)
+_FAILURES = (Http1Error, OSError, TimeoutError)
 _MAX_TARGETS = 1024  # cached request lines (one per upstream URL of the catalog)
 
 
@@ -99,6 +100,13 @@ def _decoder(encoding: bytes | None) -> zlib._Decompress | None:
     return None
 
 
+def _inflate(decoder: zlib._Decompress, data: bytes, last: bool = False) -> bytes:
+    try:
+        return decoder.flush() if last else decoder.decompress(data)
+    except zlib.error as exc:
+        raise MalformedResponse(f"undecodable body: {exc}") from None
+
+
 class Http1Response:
     """One upstream answer whose body is read from its pooled connection."""
 
@@ -142,7 +150,7 @@ class Http1Response:
                 data = conn.take()
                 if data:
                     if decoder is not None:
-                        data = decoder.decompress(data)
+                        data = _inflate(decoder, data)
                     if data:
                         yield data
                     continue
@@ -156,7 +164,7 @@ class Http1Response:
                 await waiter
                 if watch is not None:
                     watch.waiting_since = None
-            if decoder is not None and (tail := decoder.flush()):
+            if decoder is not None and (tail := _inflate(decoder, b"", last=True)):
                 yield tail
         except _FAILURES as exc:
             self._recycle()
