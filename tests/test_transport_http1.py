@@ -601,3 +601,16 @@ def test_provider_file_refuses_line_breaks_and_names_the_transport(
     catalog, _ = load_catalog(path, Timeouts())
     assert catalog.providers["p"].transport == "aiohttp"
     assert isinstance(build_provider(catalog.providers["p"]).transport, AiohttpTransport)
+
+
+@BOTH
+async def test_endless_headers_are_refused(kind: TransportKind) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + b"".join(
+        b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000) for i in range(200)
+    )
+    async with raw_server(replying(head, close=False)) as (url, _):
+        t = transport(kind, url)
+        with pytest.raises(UpstreamError) as err:
+            await t.send(post(url))
+        assert err.value.code is ErrorCode.provider_unavailable
+        await t.close()

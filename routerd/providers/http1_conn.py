@@ -20,6 +20,7 @@ from typing import cast
 import httptools
 
 HIGH_WATER = 1 << 16  # body bytes buffered for a slow consumer before reads pause
+MAX_HEAD = 1 << 16  # bytes of status line and headers (aiohttp allows 8 KiB a line)
 
 
 class Http1Error(Exception):
@@ -62,6 +63,7 @@ class Connection(asyncio.Protocol):
         self._buf: list[bytes] = []
         self._size = 0
         self._paused = False
+        self._head_size = 0
         self.got_bytes = False
         self.headers_done = False
         self.done = False
@@ -88,6 +90,10 @@ class Connection(asyncio.Protocol):
             self.set_exception(MalformedResponse("unexpected protocol upgrade"))
         except httptools.HttpParserError as exc:
             self.set_exception(MalformedResponse(str(exc) or type(exc).__name__))
+        if not self.headers_done:  # still in the head: bounded (one read's worth at most)
+            self._head_size += len(data)
+            if self._head_size > MAX_HEAD:
+                self.set_exception(MalformedResponse("response headers too large"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost finishes the exchange
@@ -149,6 +155,7 @@ class Connection(asyncio.Protocol):
         self.encoding = None
         self._buf = []
         self._size = 0
+        self._head_size = 0
         self.got_bytes = self.headers_done = self.done = self.keep_alive = False
         self.exc = None
         waiter = self._headers_waiter = self._loop.create_future()
