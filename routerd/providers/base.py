@@ -1,11 +1,13 @@
 """The small provider interface: upstream request/response types, transports, and adapters.
 
 A `Transport` sends one `UpstreamRequest` and returns an `UpstreamResponse` (httpx-style: tiny,
-swappable). `AiohttpTransport` is the real one, one pooled `ClientSession` per provider (the
-connector's limit is `pool_size`), and the one place that maps aiohttp's exceptions to routerd's
-`UpstreamError`. It enforces the timeouts: `connect`, `first_byte` (until the response headers),
-`idle` (the longest gap between two body chunks) and `total` (the whole exchange), and the
-provider's `max_concurrency`: a request waits at most `queue_timeout` for a slot, then fails
+swappable). `AiohttpTransport` is one real one (`transport: aiohttp`; the default is
+`http1.Http1Transport`), one pooled `ClientSession` per provider (the connector's limit is
+`pool_size`), and the one place that maps aiohttp's exceptions to routerd's `UpstreamError`
+(built by the `upstream_*` constructors every transport shares). It enforces the timeouts:
+`connect`, `first_byte` (until the response headers), `idle` (the longest gap between two body
+chunks) and `total` (the whole exchange), and the provider's `max_concurrency`
+(`ConcurrencyLimit`, shared): a request waits at most `queue_timeout` for a slot, then fails
 fast with provider_overloaded. An `Adapter` differs per
 upstream type only in URL, headers, payload mapping and error classification.
 """
