@@ -509,3 +509,37 @@ async def test_endless_headers_are_refused(kind: TransportKind) -> None:
             await t.send(post(url))
         assert err.value.code is ErrorCode.provider_unavailable
         await t.close()
+
+
+async def test_cancelled_requests_give_back_their_connections() -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(3):
+            await response.write(b"part")
+            await asyncio.sleep(0.03)
+        return response
+
+    async with aiohttp_server({"/v1/x": slow}) as (url, peers):
+        t = transport("http1", url, pool_size=3)
+        assert isinstance(t, Http1Transport)
+
+        async def one() -> None:
+            response = await t.send(post(f"{url}/v1/x"))
+            try:
+                async for _ in response.iter_chunks():
+                    pass
+            finally:
+                response.release()
+
+        tasks = [asyncio.create_task(one()) for _ in range(24)]
+        for i, task in enumerate(tasks):  # some waiting for the pool, some mid-body
+            if i % 2:
+                await asyncio.sleep(0.01)
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert 0 < sum(task.cancelled() for task in tasks) < len(tasks)
+        assert t.in_use == 0
+        assert peers.most_open <= 3
+        assert await fetch(t, post(f"{url}/v1/x")) == (200, b"partpartpart")
+        await t.close()
