@@ -19,7 +19,7 @@ from typing import cast
 
 import httptools
 
-HIGH_WATER = 1 << 16  # body bytes buffered for a slow consumer before reads pause
+HIGH_WATER = 1 << 17  # body bytes buffered for a slow consumer before reads pause (as aiohttp)
 MAX_HEAD = 1 << 16  # bytes of status line and headers (aiohttp allows 8 KiB a line)
 
 
