@@ -543,3 +543,17 @@ async def test_cancelled_requests_give_back_their_connections() -> None:
         assert peers.most_open <= 3
         assert await fetch(t, post(f"{url}/v1/x")) == (200, b"partpartpart")
         await t.close()
+
+
+@BOTH
+async def test_idle_connection_the_server_closed_is_not_reused(kind: TransportKind) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # keep-alive promised, then closed
+    async with raw_server(replying(ok)) as (url, connections):
+        t = transport(kind, url)
+        for _ in range(3):
+            assert await fetch(t, post(url)) == (200, b"ok")
+            await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+        assert len(connections) == 3
+        if isinstance(t, Http1Transport):
+            assert t.in_use == 0
+        await t.close()
