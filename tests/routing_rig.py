@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 
 from routerd.metrics import Metrics
 from routerd.providers.base import AiohttpTransport
+from routerd.providers.http1 import Http1Transport
 from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.conftest import read_journal, wait_journal, write_config
@@ -118,6 +119,8 @@ class Rig:
             for p in self.gateway.table.providers.values():
                 if isinstance(p.transport, AiohttpTransport) and p.transport.connector:
                     held += len(p.transport.connector._acquired)  # aiohttp keeps no public count
+                elif isinstance(p.transport, Http1Transport):
+                    held += p.transport.in_use
             if held == 0 and not stray_tasks():
                 break
             await asyncio.sleep(0.02)

@@ -163,6 +163,7 @@ def _provider(
         max_concurrency=data.get("max_concurrency"),
         queue_timeout=float(data.get("queue_timeout", 1.0)),
         breaker=parse_breaker(data.get("circuit_breaker")),
+        transport=data.get("transport", "http1"),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 ProviderType = Literal["openai", "anthropic", "gemini", "azure", "echo"]
 FsyncPolicy = Literal["always", "interval", "never"]
+TransportKind = Literal["http1", "aiohttp"]
 ManagedKind = Literal["keys", "users", "budgets", "pricing"]
 Strategy = Literal["weighted", "ordered", "latency", "cost"]
 
@@ -137,6 +138,7 @@ class ProviderConfig:
     max_concurrency: int | None = None
     queue_timeout: float = 1.0
     breaker: BreakerConfig = BreakerConfig()
+    transport: TransportKind = "http1"  # upstream HTTP client: routerd's own, or aiohttp's
 
 
 @dataclass(frozen=True, slots=True)

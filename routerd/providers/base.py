@@ -1,11 +1,13 @@
 """The small provider interface: upstream request/response types, transports, and adapters.
 
 A `Transport` sends one `UpstreamRequest` and returns an `UpstreamResponse` (httpx-style: tiny,
-swappable). `AiohttpTransport` is the real one, one pooled `ClientSession` per provider (the
-connector's limit is `pool_size`), and the one place that maps aiohttp's exceptions to routerd's
-`UpstreamError`. It enforces the timeouts: `connect`, `first_byte` (until the response headers),
-`idle` (the longest gap between two body chunks) and `total` (the whole exchange), and the
-provider's `max_concurrency`: a request waits at most `queue_timeout` for a slot, then fails
+swappable). `AiohttpTransport` is one real one (`transport: aiohttp`; the default is
+`http1.Http1Transport`), one pooled `ClientSession` per provider (the connector's limit is
+`pool_size`), and the one place that maps aiohttp's exceptions to routerd's `UpstreamError`
+(built by the `upstream_*` constructors every transport shares). It enforces the timeouts:
+`connect`, `first_byte` (until the response headers), `idle` (the longest gap between two body
+chunks) and `total` (the whole exchange), and the provider's `max_concurrency`
+(`ConcurrencyLimit`, shared): a request waits at most `queue_timeout` for a slot, then fails
 fast with provider_overloaded. An `Adapter` differs per
 upstream type only in URL, headers, payload mapping and error classification.
 """
@@ -90,6 +92,12 @@ class BufferedResponse:
         pass
 
 
+class Failable(Protocol):
+    """A body being read that a timer can fail (aiohttp's StreamReader, http1's connection)."""
+
+    def set_exception(self, exc: BaseException) -> None: ...
+
+
 class _IdleWatch:
     """The idle limit of one body: one timer per idle period (not one per chunk), which fails
     the pending read with TimeoutError when routerd has waited `idle` seconds for the next chunk.
@@ -97,7 +105,7 @@ class _IdleWatch:
 
     __slots__ = ("_content", "_handle", "_idle", "_loop", "waiting_since")
 
-    def __init__(self, content: aiohttp.StreamReader, idle: float) -> None:
+    def __init__(self, content: Failable, idle: float) -> None:
         self._content = content
         self._idle = idle
         self._loop = asyncio.get_running_loop()
@@ -167,31 +175,45 @@ class _AiohttpResponse:
 def map_client_exception(exc: BaseException, *, idle: bool = False) -> UpstreamError:
     """The one mapping from aiohttp / timeout exceptions to the taxonomy."""
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        what = "stopped sending (idle or total timeout)" if idle else "did not answer in time"
-        return UpstreamError(ErrorCode.provider_timeout, f"the upstream {what}")
+        return upstream_timeout(idle)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamError(ErrorCode.provider_unavailable, "cannot connect to the upstream")
+        return upstream_unreachable()
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return UpstreamError(ErrorCode.provider_unavailable, "the upstream closed the connection")
+        return upstream_closed()
+    return upstream_failed(exc)
+
+
+# The transport failures of the taxonomy, shared by every transport (same codes and messages).
+def upstream_timeout(idle: bool) -> UpstreamError:
+    what = "stopped sending (idle or total timeout)" if idle else "did not answer in time"
+    return UpstreamError(ErrorCode.provider_timeout, f"the upstream {what}")
+
+
+def upstream_unreachable() -> UpstreamError:
+    return UpstreamError(ErrorCode.provider_unavailable, "cannot connect to the upstream")
+
+
+def upstream_closed() -> UpstreamError:
+    return UpstreamError(ErrorCode.provider_unavailable, "the upstream closed the connection")
+
+
+def upstream_failed(exc: BaseException) -> UpstreamError:
     return UpstreamError(ErrorCode.provider_unavailable, f"upstream error: {type(exc).__name__}")
 
 
-class AiohttpTransport:
-    """HTTP to one provider over one pooled ClientSession, created lazily inside the loop."""
+class ConcurrencyLimit:
+    """A provider's `max_concurrency`, shared by every transport: a request waits at most
+    `queue_timeout` for a slot, then fails fast with provider_overloaded."""
+
+    __slots__ = ("_name", "_queue_timeout", "_slots", "active")
 
     def __init__(self, config: ProviderConfig) -> None:
         self._name = config.name
-        self._pool_size = config.pool_size
-        self._session: aiohttp.ClientSession | None = None
         self._queue_timeout = config.queue_timeout
         self._slots = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
+        self.active = self._slots is not None
 
-    @property
-    def connector(self) -> aiohttp.BaseConnector | None:
-        """The pool (for tests and diagnostics: which connections are in use)."""
-        return self._session.connector if self._session is not None else None
-
-    async def _slot(self) -> Callable[[], None] | None:
+    async def acquire(self) -> Callable[[], None] | None:
         """Wait for a concurrency slot (at most `queue_timeout`); the callback gives it back."""
         slots = self._slots
         if slots is None:
@@ -209,6 +231,21 @@ class AiohttpTransport:
             ) from None
         return slots.release
 
+
+class AiohttpTransport:
+    """HTTP to one provider over one pooled ClientSession, created lazily inside the loop."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._name = config.name
+        self._pool_size = config.pool_size
+        self._session: aiohttp.ClientSession | None = None
+        self._limit = ConcurrencyLimit(config)
+
+    @property
+    def connector(self) -> aiohttp.BaseConnector | None:
+        """The pool (for tests and diagnostics: which connections are in use)."""
+        return self._session.connector if self._session is not None else None
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300)
@@ -222,7 +259,7 @@ class AiohttpTransport:
         # idle is enforced per body chunk by _AiohttpResponse, not as aiohttp's sock_read, which
         # would also cut a slow (non-streamed) answer before its headers
         timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect)
-        give_back = await self._slot()
+        give_back = await self._limit.acquire()
         try:
             async with asyncio.timeout(t.first_byte):
                 response = await self._client().request(

@@ -11,6 +11,7 @@ from routerd.providers.azure import AzureAdapter
 from routerd.providers.base import Adapter, AiohttpTransport, Transport
 from routerd.providers.echo import EchoAdapter, EchoTransport
 from routerd.providers.gemini import GeminiAdapter
+from routerd.providers.http1 import Http1Transport
 from routerd.providers.openai import OpenAIAdapter
 
 
@@ -24,11 +25,18 @@ def _echo_transport(_: ProviderConfig) -> Transport:
     return EchoTransport()
 
 
+def _http_transport(config: ProviderConfig) -> Transport:
+    """The provider's `transport`: routerd's own HTTP/1.1 client (default) or aiohttp's."""
+    if config.transport == "aiohttp":
+        return AiohttpTransport(config)
+    return Http1Transport(config)
+
+
 KINDS: dict[ProviderType, ProviderKind] = {
-    "openai": ProviderKind(OpenAIAdapter, AiohttpTransport),
-    "anthropic": ProviderKind(AnthropicAdapter, AiohttpTransport),
-    "azure": ProviderKind(AzureAdapter, AiohttpTransport),
-    "gemini": ProviderKind(GeminiAdapter, AiohttpTransport),
+    "openai": ProviderKind(OpenAIAdapter, _http_transport),
+    "anthropic": ProviderKind(AnthropicAdapter, _http_transport),
+    "azure": ProviderKind(AzureAdapter, _http_transport),
+    "gemini": ProviderKind(GeminiAdapter, _http_transport),
     "echo": ProviderKind(EchoAdapter, _echo_transport),
 }
 

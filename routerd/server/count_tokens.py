@@ -62,8 +62,10 @@ async def _upstream_count(
     ctx.attempts += 1
     ctx.provider, ctx.upstream_model = dep.provider.config.name, dep.deployment.model
     response: UpstreamResponse = await dep.provider.transport.send(built)
-    payload = await response.read()
-    response.release()
+    try:
+        payload = await response.read()
+    finally:
+        response.release()  # also when the body fails: the provider's slot comes back
     if response.status >= 400:
         raise dep.provider.adapter.classify_error(response.status, payload, response.headers)
     return payload
