@@ -99,9 +99,21 @@ class _FileKeys:
     problems: tuple[ConfigProblem, ...]
 
 
-def _file_keys(file: Path, data: dict[str, Any]) -> _FileKeys:
+def _file_keys(
+    file: Path, data: dict[str, Any], previous: tuple[dict[str, Any], _FileKeys] | None = None
+) -> _FileKeys:
+    """The file's keys; an entry that is the very object of the previous version's document
+    (an unchanged entry of a reloaded file) keeps its `KeyConfig`."""
+    known: dict[int, tuple[Any, KeyConfig]] = {}
+    if previous is not None:
+        old_entries = previous[0]["keys"]
+        known = {id(old_entries[i]): (old_entries[i], key) for i, key in previous[1].keys}
     keys, problems = [], []
     for i, entry in enumerate(data["keys"]):
+        hit = known.get(id(entry))
+        if hit is not None and hit[0] is entry:
+            keys.append((i, hit[1]))
+            continue
         try:
             keys.append((i, _key(entry, file)))
         except ValueError:  # the schema's date-time format is not checked by jsonschema
@@ -121,7 +133,7 @@ def load_keys(
     for file in files:
         try:
             data, _ = reader.document(file, "keys", managed=file == managed)
-            parsed = reader.derived(
+            parsed = reader.derived_since(
                 file, "keys", functools.partial(_file_keys, file), managed=file == managed
             )
         except ConfigError as exc:
@@ -175,6 +187,8 @@ def load_budgets(
 
 def reference_problems(keys: list[KeyConfig], budgets: list[BudgetConfig]) -> list[ConfigProblem]:
     budget_ids = {b.id for b in budgets}
+    if all(budget_ids.issuperset(key.budgets) for key in keys):
+        return []  # the usual case, without counting each file's keys
     problems: list[ConfigProblem] = []
     index: dict[Path | None, int] = {}
     for key in keys:
