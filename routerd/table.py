@@ -75,6 +75,8 @@ class RoutingTable:
     lookup: dict[str, ModelRoute]
     keys_by_hash: dict[str, KeyEntry]
     budgets: dict[str, BudgetRule] = field(default_factory=dict)
+    # The budgets by scope (built when a key entry needed it), kept while the budgets are.
+    rule_index: RuleIndex | None = field(default=None, compare=False, repr=False)
 
     def resolve(self, name: str) -> ModelRoute | None:
         return self.lookup.get(name)
@@ -250,6 +252,7 @@ class _KeyEntries:
         self.names = names
         self.rules = rules
         self.same_rules = previous is not None and previous.budgets == rules
+        self.known_index = previous.rule_index if previous is not None and self.same_rules else None
         self.blocked = frozenset(u.id for u in config.users if u.blocked)
         self.allowed: dict[tuple[str, ...], frozenset[str]] = {}
         self.reusable: dict[str, KeyEntry] = {}
@@ -258,7 +261,8 @@ class _KeyEntries:
 
     @functools.cached_property
     def index(self) -> RuleIndex:
-        return RuleIndex(self.rules)
+        self.known_index = self.known_index or RuleIndex(self.rules)
+        return self.known_index
 
     def _same_context(self, previous: RoutingTable, rules: dict[str, BudgetRule]) -> bool:
         old = previous.config
@@ -305,6 +309,7 @@ def build_table(
         lookup=lookup,
         keys_by_hash=keys,
         budgets=rules,
+        rule_index=entries.known_index,
     )
 
 
