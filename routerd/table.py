@@ -276,10 +276,12 @@ class _KeyEntries:
     def entry(self, key: KeyConfig) -> KeyEntry:
         old = self.reusable.get(key.sha256)
         if old is not None and (old.config is key or old.config == key):
-            if self.same_rules:
+            budgets = old.budgets if self.same_rules else self.index.for_key(key)
+            if old.config is key and old.budgets == budgets:
                 return old
-            budgets = self.index.for_key(key)
-            return old if old.budgets == budgets else dataclasses.replace(old, budgets=budgets)
+            # Equal but another object (the file was read whole): hold this one, so the next
+            # reload, which reuses it, finds the entry with an identity check.
+            return dataclasses.replace(old, config=key, budgets=budgets)
         return KeyEntry(
             config=key,
             allowed_models=_allowed(key.models, self.names, self.allowed),

@@ -54,16 +54,17 @@ def split_document(text: str, field: str) -> Split | None:
 
 
 def _split_json(body: str, field: str) -> Split | None:
-    """`{"field": [` NL, one entry a line (each but the last ending in `,`), `]}` NL."""
+    """`{"field": [` NL, one entry a line (each but the last ending in `,`), `]}` NL. An entry's
+    text is its whole line (a JSON string holds no raw newline: a line is whole values)."""
     lines = body.rstrip().split("\n")
     if len(lines) < 3 or lines[0] != "{" + orjson.dumps(field).decode() + ": [":
         return None
     if lines[-1] != "]}" or "${" in body:
         return None
-    items = [line.strip() for line in lines[1:-1]]
-    if not all(item.endswith(",") for item in items[:-1]) or items[-1].endswith(","):
-        return None
-    return Split(field, True, "", [item.removesuffix(",") for item in items])
+    items = lines[1:-1]
+    if body.count(",\n") != len(items) - 1 or items[-1].endswith(","):
+        return None  # a comma ends every entry's line but the last one's, and no other line
+    return Split(field, True, "", items)
 
 
 @functools.cache
@@ -123,7 +124,7 @@ def parse_entry(split: Split, text: str) -> Any:
     """One entry's value parsed alone; raises `ValueError` when it cannot be (see above)."""
     if split.json:
         try:
-            value = orjson.loads(text)
+            value = orjson.loads(text.strip().removesuffix(","))
         except orjson.JSONDecodeError:
             raise ValueError("not one JSON value") from None
         return value
