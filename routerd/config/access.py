@@ -93,9 +93,10 @@ def _group_limits(file: Path, data: dict[str, Any], found: KeyFiles) -> list[Con
 
 @dataclass(frozen=True, slots=True)
 class _FileKeys:
-    """One keys file as objects: its keys (with their index) and the entries that failed."""
+    """One keys file as objects: each entry's key (None for an entry that failed: see
+    `problems`). No object per key besides the key: a reload allocates as little as it can."""
 
-    keys: tuple[tuple[int, KeyConfig], ...]
+    keys: tuple[KeyConfig | None, ...]
     problems: tuple[ConfigProblem, ...]
 
 
@@ -104,19 +105,19 @@ def _file_keys(
 ) -> _FileKeys:
     """The file's keys; an entry that is the very object of the previous version's document
     (an unchanged entry of a reloaded file) keeps its `KeyConfig`."""
-    known: dict[int, tuple[Any, KeyConfig]] = {}
-    if previous is not None:
-        old_entries = previous[0]["keys"]
-        known = {id(old_entries[i]): (old_entries[i], key) for i, key in previous[1].keys}
-    keys, problems = [], []
+    old_entries, old_keys = (previous[0]["keys"], previous[1].keys) if previous else ([], ())
+    known = {id(entry): i for i, entry in enumerate(old_entries)}
+    keys: list[KeyConfig | None] = []
+    problems = []
     for i, entry in enumerate(data["keys"]):
-        hit = known.get(id(entry))
-        if hit is not None and hit[0] is entry:
-            keys.append((i, hit[1]))
+        at = known.get(id(entry))
+        if at is not None and old_entries[at] is entry and old_keys[at] is not None:
+            keys.append(old_keys[at])
             continue
         try:
-            keys.append((i, _key(entry, file)))
+            keys.append(_key(entry, file))
         except ValueError:  # the schema's date-time format is not checked by jsonschema
+            keys.append(None)
             problems.append(
                 ConfigProblem(file, f"keys.{i}.expires_at", "not an RFC 3339 date-time")
             )
@@ -141,7 +142,9 @@ def load_keys(
             continue
         problems += _group_limits(file, data, found)
         problems += parsed.problems
-        for i, key in parsed.keys:
+        for i, key in enumerate(parsed.keys):
+            if key is None:
+                continue
             if key.id in seen_ids:
                 also = also_in(seen_ids[key.id], file)
                 problems.append(
