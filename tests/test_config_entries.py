@@ -206,3 +206,41 @@ def test_unchanged_entries_keep_their_key_objects(tmp_path: Path) -> None:
     second = load_all(path, None, cache).keys
     assert [k.id for k in second] == [f"k{i}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9, 3)]
     assert all(any(k is old for old in first) for k in second)
+
+
+POOL = [
+    f"  - id: p{{n}}\n    hash: {H[6]}\n    tags: [a, 'b - c']\n",
+    f"  - {{{{id: p{{n}}, hash: '{H[7]}', name: \"q # r & s\"}}}}\n",
+    f"  -\n    id: p{{n}}\n    hash: {H[8]}\n\n",
+    f"  - id: p{{n}}\n    hash: {H[9]}\n    metadata:\n      text: |+\n        keep\n\n",
+    f"  - id: p{{n}}  # a comment\n    hash: {H[10]}\n# at column 0\n",
+    f"  - id: p{{n}}\n    hash: {H[11]}\n    models: [\n      'x/*',\n      y]\n",
+    f"  - id: p{{n}}\n    hash: {H[12]}\n    expires_at: 2030-05-06 07:08:09+02:00\n",
+    f'  - id: p{{n}}\n    hash: {H[13]}\n    name: "multi\n      line"\n',
+    f"  - id: p{{n}}\n    hash: {H[14]}\n    name: &anchor x\n",  # whole-file path
+    f"  - id: p{{n}}\n    hash: {H[15]}\n    limits: {{{{rpm: 0}}}}\n",  # invalid
+]
+
+
+def test_random_edit_sequences_match_the_whole_file_parse(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(7)
+    path = tmp_path / "keys.yaml"
+    cache = DocumentCache()
+    entries: list[str] = []
+    weighted = POOL[:-2] * 8 + POOL[-2:]  # mostly entries the splitter takes
+    for _ in range(150):
+        action = rng.choice(["add", "add", "remove", "remove", "swap", "edit"])
+        if action == "add" or not entries:
+            entries.insert(rng.randrange(len(entries) + 1), rng.choice(weighted))
+        elif action == "remove":
+            entries.pop(rng.randrange(len(entries)))
+        elif action == "swap":
+            i, j = rng.randrange(len(entries)), rng.randrange(len(entries))
+            entries[i], entries[j] = entries[j], entries[i]
+        else:
+            entries[rng.randrange(len(entries))] = rng.choice(weighted)
+        numbered = [e.format(n=i) for i, e in enumerate(entries)]  # ids unique: valid files
+        tail = rng.choice(["", "rate_limits: {tags: {a: {rpm: 3}}}\n", "# end\n"])
+        check(path, "# header\nkeys:\n" + "".join(numbered) + tail, cache)

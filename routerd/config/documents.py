@@ -219,8 +219,7 @@ class DocumentCache:
         raw = _read_bytes(path)
         key = (path, schema, managed)
         found = _entry_wise(raw, schema, managed, self._entries.get(key, {}))
-        if found is None:
-            self._entries.pop(key, None)
+        if found is None:  # the known entries stay: a fixed file reuses them again
             parsed, plain = _parse_raw(path, raw)
             return _validated(path, parsed, not plain, schema, managed)
         data, self._entries[key] = found
