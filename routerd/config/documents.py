@@ -405,16 +405,15 @@ def _entry_wise(
     rest = _dates_as_text(rest) if managed else _interpolate(rest, (), missing)
     if missing:
         return None
-    check = _fast_validator(schema)
+    entries, seen, new = [], {}, []
     try:
-        check({**rest, schema: []})
-        entries, seen = [], {}
         for text in split.items:
             entry = seen[text] = known.get(text, _NOT_KNOWN)
             if entry is _NOT_KNOWN:
                 entry = seen[text] = _entry(split, text)
-                check({**rest, schema: [entry]})
+                new.append(entry)
             entries.append(entry)
+        _fast_validator(schema)({**rest, schema: new})  # the rest, and the new entries
     except (ValueError, fastjsonschema.JsonSchemaException):
         return None
     rest[schema] = entries
