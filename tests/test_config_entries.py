@@ -244,3 +244,31 @@ def test_random_edit_sequences_match_the_whole_file_parse(tmp_path: Path) -> Non
         numbered = [e.format(n=i) for i, e in enumerate(entries)]  # ids unique: valid files
         tail = rng.choice(["", "rate_limits: {tags: {a: {rpm: 3}}}\n", "# end\n"])
         check(path, "# header\nkeys:\n" + "".join(numbered) + tail, cache)
+
+
+@pytest.mark.parametrize(
+    ("schema", "text", "edited"),
+    [
+        (
+            "users",
+            "users:\n  - id: alice\n    budget_id: b\n  - {id: bob, blocked: true}\n",
+            "users:\n  - id: alice\n    budget_id: b\n  - {id: bob, blocked: false}\n",
+        ),
+        (
+            "pricing",
+            "pricing:\n- {model: a/b, prompt: 1, completion: 2}\n- model: c/d\n  prompt: 0.5\n"
+            "  completion: 1\n  updated_at: 2026-11-24T10:00:00Z\n",
+            "pricing:\n- {model: a/b, prompt: 1, completion: 2}\n- {model: e/f, prompt: x}\n",
+        ),
+    ],
+)
+def test_users_and_pricing_files_are_read_entry_wise_too(
+    tmp_path: Path, schema: str, text: str, edited: str
+) -> None:
+    cache = DocumentCache()
+    path = tmp_path / f"{schema}.yaml"
+    first = check(path, text, cache, schema)[1]
+    assert entry_wise(text, schema) == first
+    second = check(path, edited, cache, schema)
+    if second[0] == "ok":
+        assert second[1][schema][0] is first[schema][0]
