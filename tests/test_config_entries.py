@@ -76,7 +76,7 @@ def check(path: Path, text: str, cache: DocumentCache, schema: str = "keys") -> 
 
 
 def entry_wise(text: str, schema: str = "keys") -> dict[str, Any] | None:
-    found = _entry_wise(text.encode(), schema, False, {})
+    found = _entry_wise(Path("keys.yaml"), text.encode(), schema, False, {})
     return found[0] if found is not None else None
 
 
@@ -146,9 +146,7 @@ def test_the_shipped_files_and_the_bench_config(tmp_path: Path) -> None:
         f"keys:\n  - {{id: a, hash: '{H[0]}'}}\nkeys:\n  - {{id: b, hash: '{H[1]}'}}\n",
         f"keys:\n    - {{id: a, hash: '{H[0]}'}}\n  - {{id: b, hash: '{H[1]}'}}\n",
         f"keys:\n  - {{id: a, hash: '{H[0]}'}}\n  - {{id: b, hash: '{H[1]}'\n",  # bad YAML
-        f"keys:\n  - {{id: a, hash: '{H[0]}'}}\n  - {{id: b, hash: 'sha256:nothex'}}\n",
         f"keys:\n  - {{id: a, hash: '{H[0]}', name: '${{NO_SUCH_VAR_X}}'}}\n",
-        f"keys:\n  - {{id: a, hash: '{H[0]}'}}\nrate_limits: {{users: {{u: {{rpm: 0}}}}}}\n",
     ],
 )
 def test_what_the_splitter_cannot_prove_takes_the_whole_file_path(
@@ -158,6 +156,30 @@ def test_what_the_splitter_cannot_prove_takes_the_whole_file_path(
     cache = DocumentCache()
     check(tmp_path / "keys.yaml", BASE, cache)
     check(tmp_path / "keys.yaml", text, cache)  # the same result, or the same message
+
+
+BAD = [
+    f"keys:\n  - {{id: a, hash: '{H[0]}'}}\n  - {{id: b, hash: 'sha256:nothex'}}\n",
+    f"keys:\n  - {{id: a, hash: '{H[0]}'}}\nrate_limits: {{users: {{u: {{rpm: 0}}}}}}\n",
+    f"keys:\n  - {{id: -a, hash: '{H[0]}', colour: red, limits: {{rpm: 0, burst: 1}}}}\n"
+    f"  - {{id: ok, hash: '{H[1]}'}}\n  - {{hash: 7, tags: [x, x], disabled: maybe}}\n"
+    "  - just text\nrate_limits: {tags: {t: {tpm: -1}}, groups: {}}\nextra: 1\n",
+    f"keys:\n  - {{id: a, hash: '{H[0]}', budgets: [b, b], expires_at: 7}}\n  - []\n",
+]
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_invalid_entries_get_the_whole_file_messages(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        entry_wise(text)  # found entry by entry, not by the whole-file path
+    path = tmp_path / "keys.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as reference:
+        Reader().document(path, "keys")
+    assert str(caught.value) == str(reference.value).replace(str(path), "keys.yaml")
+    cache = DocumentCache()
+    check(path, BASE, cache)
+    check(path, text, cache)  # after a valid version, through the cache: the same message
 
 
 def test_quoted_indicators_and_flow_entries_are_split(tmp_path: Path) -> None:

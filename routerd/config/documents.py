@@ -218,7 +218,7 @@ class DocumentCache:
             return _validated(path, *_read(path), schema, managed)
         raw = _read_bytes(path)
         key = (path, schema, managed)
-        found = _entry_wise(raw, schema, managed, self._entries.get(key, {}))
+        found = _entry_wise(path, raw, schema, managed, self._entries.get(key, {}))
         if found is None:  # the known entries stay: a fixed file reuses them again
             parsed, plain = _parse_raw(path, raw)
             return _validated(path, parsed, not plain, schema, managed)
@@ -390,10 +390,11 @@ _NOT_KNOWN = object()
 
 
 def _entry_wise(
-    raw: bytes, schema: str, managed: bool, known: dict[str, Any]
+    path: Path, raw: bytes, schema: str, managed: bool, known: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The validated document read entry by entry, taking the entries of `known` (by text), and
-    the new text -> entry map; None when the whole-file path must decide (see `entries.py`)."""
+    the new text -> entry map; None when the whole-file path must decide (see `entries.py`).
+    An invalid document raises the whole-file path's `ConfigError`, found entry by entry."""
     try:
         split = split_document(raw.decode("utf-8"), schema)
     except UnicodeDecodeError:
@@ -407,17 +408,39 @@ def _entry_wise(
         return None
     entries, seen, new = [], {}, []
     try:
-        for text in split.items:
+        for i, text in enumerate(split.items):
             entry = seen[text] = known.get(text, _NOT_KNOWN)
             if entry is _NOT_KNOWN:
                 entry = seen[text] = _entry(split, text)
-                new.append(entry)
+                new.append((i, entry))
             entries.append(entry)
-        _fast_validator(schema)({**rest, schema: new})  # the rest, and the new entries
-    except (ValueError, fastjsonschema.JsonSchemaException):
+    except ValueError:
         return None
+    try:  # the rest, and the new entries (the known ones are valid)
+        _fast_validator(schema)({**rest, schema: [entry for _, entry in new]})
+    except fastjsonschema.JsonSchemaException:
+        problems = _entry_problems(path, schema, rest, new)
+        if problems:
+            raise ConfigError(problems) from None
     rest[schema] = entries
     return rest, seen
+
+
+def _entry_problems(
+    path: Path, schema: str, rest: dict[str, Any], new: list[tuple[int, Any]]
+) -> list[ConfigProblem]:
+    """What `_validated` reports for the whole document, from jsonschema's errors for the rest
+    (with an empty list) and for each new entry alone (its path given its index in the file),
+    sorted by path as there."""
+    validator = _validator(schema)
+    found = [(list(e.absolute_path), e) for e in validator.iter_errors({**rest, schema: []})]
+    for i, entry in new:
+        for error in validator.iter_errors({**rest, schema: [entry]}):
+            where = list(error.absolute_path)
+            if where[:2] == [schema, 0]:  # the others are the rest's, found above
+                found.append(([schema, i, *where[2:]], error))
+    found.sort(key=lambda item: item[0])
+    return [ConfigProblem(path, _json_path(where), _describe(e)) for where, e in found]
 
 
 def _entry(split: Split, text: str) -> Any:
