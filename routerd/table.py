@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,8 @@ class RoutingTable:
     lookup: dict[str, ModelRoute]
     keys_by_hash: dict[str, KeyEntry]
     budgets: dict[str, BudgetRule] = field(default_factory=dict)
+    # The budgets by scope (built when a key entry needed it), kept while the budgets are.
+    rule_index: RuleIndex | None = field(default=None, compare=False, repr=False)
 
     def resolve(self, name: str) -> ModelRoute | None:
         return self.lookup.get(name)
@@ -86,10 +89,10 @@ def _providers(config: LoadedConfig, previous: RoutingTable | None) -> dict[str,
     for name, pconf in config.catalog.providers.items():
         if not pconf.enabled or unsupported_reason(pconf):
             continue
-        kept: Transport | None = None
         if name in old and old[name].config == pconf:
-            kept = old[name].transport
-        out[name] = build_provider(pconf, kept)
+            out[name] = old[name]  # unchanged: the same adapter and pooled transport
+            continue
+        out[name] = build_provider(pconf)
     return out
 
 
@@ -194,10 +197,49 @@ def _rate_scopes(key: KeyConfig, config: LoadedConfig) -> tuple[RateScope, ...]:
     return tuple(scopes)
 
 
+def _models(
+    config: LoadedConfig,
+    providers: dict[str, Provider],
+    created: int,
+    rules: dict[str, BudgetRule],
+    previous: RoutingTable | None,
+) -> dict[str, ModelRoute]:
+    """Every model's route with the model-glob budgets counting it. A reload that left the
+    catalog and the providers as they were (the same objects) keeps the previous routes (and
+    their `created`), with new budgets only where those changed."""
+    same = (
+        previous is not None
+        and previous.config.catalog is config.catalog
+        and previous.providers.keys() == providers.keys()
+        and all(previous.providers[name] is p for name, p in providers.items())
+    )
+    routes = (
+        previous.models if previous is not None and same else _routes(config, providers, created)
+    )
+    scoped = {rid: rule for rid, rule in rules.items() if rule.config.scope.kind == "model"}
+    out = {}
+    for slug, route in routes.items():
+        budgets = model_rules(slug, scoped) if scoped else ()
+        out[slug] = (
+            route if route.budgets == budgets else dataclasses.replace(route, budgets=budgets)
+        )
+    return out
+
+
+def _kept_rules(
+    rules: dict[str, BudgetRule], previous: RoutingTable | None
+) -> dict[str, BudgetRule]:
+    """`rules`, each one equal to the previous table's as that object (which the reused key
+    entries and routes hold: comparing them is then an identity check)."""
+    old = previous.budgets if previous is not None else {}
+    return {rid: old[rid] if old.get(rid) == rule else rule for rid, rule in rules.items()}
+
+
 class _KeyEntries:
     """Builds every `KeyEntry` of one table, sharing the work keys have in common, and reusing
     the previous table's entry of a key when neither the key nor anything its entry derives
-    from (model names, budgets, users' and tags' limits, blocked users) changed."""
+    from (model names, users' and tags' limits, blocked users) changed; with new budgets when
+    only those changed for it."""
 
     def __init__(
         self,
@@ -208,18 +250,24 @@ class _KeyEntries:
     ):
         self.config = config
         self.names = names
-        self.index = RuleIndex(rules)
+        self.rules = rules
+        self.same_rules = previous is not None and previous.budgets == rules
+        self.known_index = previous.rule_index if previous is not None and self.same_rules else None
         self.blocked = frozenset(u.id for u in config.users if u.blocked)
         self.allowed: dict[tuple[str, ...], frozenset[str]] = {}
         self.reusable: dict[str, KeyEntry] = {}
         if previous is not None and self._same_context(previous, rules):
             self.reusable = previous.keys_by_hash
 
+    @functools.cached_property
+    def index(self) -> RuleIndex:
+        self.known_index = self.known_index or RuleIndex(self.rules)
+        return self.known_index
+
     def _same_context(self, previous: RoutingTable, rules: dict[str, BudgetRule]) -> bool:
         old = previous.config
         return (
             list(previous.models) == self.names
-            and previous.budgets == rules
             and old.user_limits == self.config.user_limits
             and old.tag_limits == self.config.tag_limits
             and frozenset(u.id for u in old.users if u.blocked) == self.blocked
@@ -228,7 +276,12 @@ class _KeyEntries:
     def entry(self, key: KeyConfig) -> KeyEntry:
         old = self.reusable.get(key.sha256)
         if old is not None and (old.config is key or old.config == key):
-            return old
+            budgets = old.budgets if self.same_rules else self.index.for_key(key)
+            if old.config is key and old.budgets == budgets:
+                return old
+            # Equal but another object (the file was read whole): hold this one, so the next
+            # reload, which reuses it, finds the entry with an identity check.
+            return dataclasses.replace(old, config=key, budgets=budgets)
         return KeyEntry(
             config=key,
             allowed_models=_allowed(key.models, self.names, self.allowed),
@@ -243,16 +296,11 @@ def build_table(
 ) -> RoutingTable:
     """Build a complete table; raises ValueError on a price routerd cannot represent exactly."""
     providers = _providers(config, previous)
-    rules = build_rules(config.budgets, config.keys, config.users)
-    models = {
-        slug: dataclasses.replace(route, budgets=model_rules(slug, rules))
-        for slug, route in _routes(config, providers, created).items()
-    }
+    rules = _kept_rules(build_rules(config.budgets, config.keys, config.users), previous)
+    models = _models(config, providers, created, rules, previous)
     lookup = dict(models)
     for alias, target in config.catalog.aliases.items():
         lookup[alias] = models[target]
-    if previous is not None and previous.budgets == rules:
-        rules = previous.budgets  # equal: keep the objects the reused key entries hold
     entries = _KeyEntries(config, list(models), rules, previous)
     keys = {k.sha256: entries.entry(k) for k in config.keys}
     return RoutingTable(
@@ -263,6 +311,7 @@ def build_table(
         lookup=lookup,
         keys_by_hash=keys,
         budgets=rules,
+        rule_index=entries.known_index,
     )
 
 

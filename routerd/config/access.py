@@ -93,18 +93,31 @@ def _group_limits(file: Path, data: dict[str, Any], found: KeyFiles) -> list[Con
 
 @dataclass(frozen=True, slots=True)
 class _FileKeys:
-    """One keys file as objects: its keys (with their index) and the entries that failed."""
+    """One keys file as objects: each entry's key (None for an entry that failed: see
+    `problems`). No object per key besides the key: a reload allocates as little as it can."""
 
-    keys: tuple[tuple[int, KeyConfig], ...]
+    keys: tuple[KeyConfig | None, ...]
     problems: tuple[ConfigProblem, ...]
 
 
-def _file_keys(file: Path, data: dict[str, Any]) -> _FileKeys:
-    keys, problems = [], []
+def _file_keys(
+    file: Path, data: dict[str, Any], previous: tuple[dict[str, Any], _FileKeys] | None = None
+) -> _FileKeys:
+    """The file's keys; an entry that is the very object of the previous version's document
+    (an unchanged entry of a reloaded file) keeps its `KeyConfig`."""
+    old_entries, old_keys = (previous[0]["keys"], previous[1].keys) if previous else ([], ())
+    known = {id(entry): i for i, entry in enumerate(old_entries)}
+    keys: list[KeyConfig | None] = []
+    problems = []
     for i, entry in enumerate(data["keys"]):
+        at = known.get(id(entry))
+        if at is not None and old_entries[at] is entry and old_keys[at] is not None:
+            keys.append(old_keys[at])
+            continue
         try:
-            keys.append((i, _key(entry, file)))
+            keys.append(_key(entry, file))
         except ValueError:  # the schema's date-time format is not checked by jsonschema
+            keys.append(None)
             problems.append(
                 ConfigProblem(file, f"keys.{i}.expires_at", "not an RFC 3339 date-time")
             )
@@ -121,7 +134,7 @@ def load_keys(
     for file in files:
         try:
             data, _ = reader.document(file, "keys", managed=file == managed)
-            parsed = reader.derived(
+            parsed = reader.derived_since(
                 file, "keys", functools.partial(_file_keys, file), managed=file == managed
             )
         except ConfigError as exc:
@@ -129,7 +142,9 @@ def load_keys(
             continue
         problems += _group_limits(file, data, found)
         problems += parsed.problems
-        for i, key in parsed.keys:
+        for i, key in enumerate(parsed.keys):
+            if key is None:
+                continue
             if key.id in seen_ids:
                 also = also_in(seen_ids[key.id], file)
                 problems.append(
@@ -175,6 +190,8 @@ def load_budgets(
 
 def reference_problems(keys: list[KeyConfig], budgets: list[BudgetConfig]) -> list[ConfigProblem]:
     budget_ids = {b.id for b in budgets}
+    if all(budget_ids.issuperset(key.budgets) for key in keys):
+        return []  # the usual case, without counting each file's keys
     problems: list[ConfigProblem] = []
     index: dict[Path | None, int] = {}
     for key in keys:

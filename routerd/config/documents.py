@@ -3,7 +3,10 @@
 Owns the `file: path: message` problem type, YAML (libyaml's C loader when present) and JSON
 parsing, the interpolation of `${VAR}` / `${VAR:-default}`, validation (a compiled fastjsonschema
 check first; jsonschema, the reference with the precise messages, whenever that fails), secret
-redaction in messages, and `DocumentCache`: a reload re-parses only the files that changed.
+redaction in messages, and `DocumentCache`: a reload re-parses only the files that changed, and
+of a changed list file (keys, users, budgets, pricing) only the entries whose text changed
+(`entries.py` cuts the text; anything it cannot cut, or any problem, takes the whole-file path,
+whose result and messages are the reference).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import fastjsonschema
 import orjson
 import yaml
 from jsonschema import Draft202012Validator
+
+from routerd.config.entries import Split, parse_entry, parse_rest, split_document
 
 T = TypeVar("T")
 # libyaml's C parser when PyYAML has it (faster loads; every admin change re-validates all).
@@ -177,6 +182,8 @@ class DocumentCache:
     def __init__(self) -> None:
         self._docs: dict[Path, _Cached] = {}
         self._derived: dict[tuple[Path, str], tuple[object, object]] = {}
+        # The entries of the last version of each list file, by their text.
+        self._entries: dict[tuple[Path, str, bool], dict[str, Any]] = {}
 
     def derived(self, path: Path, data: object, what: str, build: Callable[[], T]) -> T:
         """`build()`'s result for this very document object, reused while it is unchanged."""
@@ -186,6 +193,37 @@ class DocumentCache:
         value = build()
         self._derived[(path, what)] = (data, value)
         return value
+
+    def derived_since(
+        self,
+        path: Path,
+        data: dict[str, Any],
+        what: str,
+        build: Callable[[dict[str, Any], tuple[dict[str, Any], T] | None], T],
+    ) -> T:
+        """Like `derived`, but `build` also gets the previous document and its result."""
+        found = self._derived.get((path, what))
+        if found is not None and found[0] is data:
+            return cast(T, found[1])
+        previous = cast(tuple[dict[str, Any], T], found) if found is not None else None
+        value = build(data, previous)
+        self._derived[(path, what)] = (data, value)
+        return value
+
+    def read(
+        self, path: Path, schema: str, managed: bool
+    ) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+        """Read and validate `path`; a list file entry by entry, unchanged entries reused."""
+        if not _entry_wise_schema(schema):
+            return _validated(path, *_read(path), schema, managed)
+        raw = _read_bytes(path)
+        key = (path, schema, managed)
+        found = _entry_wise(path, raw, schema, managed, self._entries.get(key, {}))
+        if found is None:  # the known entries stay: a fixed file reuses them again
+            parsed, plain = _parse_raw(path, raw)
+            return _validated(path, parsed, not plain, schema, managed)
+        data, self._entries[key] = found
+        return data, {}
 
     def get(self, path: Path, schema: str, managed: bool) -> _Cached | None:
         cached = self._docs.get(path)
@@ -220,7 +258,7 @@ class Reader:
         cached = self.cache.get(path, schema, managed)
         if cached is None:
             identity = _identity(path)
-            data, missing = _validated(path, *_read(path), schema, managed)
+            data, missing = self.cache.read(path, schema, managed)
             if identity is not None and identity == _identity(path):
                 self.cache.put(path, _Cached(identity, schema, managed, data, missing))
             return data, missing
@@ -243,6 +281,22 @@ class Reader:
             return build(data)
         return self.cache.derived(path, data, f"{schema}:{depends_on}", lambda: build(data))
 
+    def derived_since(
+        self,
+        path: Path,
+        schema: str,
+        build: Callable[[dict[str, Any], tuple[dict[str, Any], T] | None], T],
+        *,
+        managed: bool = False,
+    ) -> T:
+        """`build(document, previous)`, once per version of the file like `derived`; `previous`
+        is the last version's document and result (None without one), for `build` to reuse
+        what it made of entries that are still there (the same objects: see `DocumentCache`)."""
+        data, _ = self.document(path, schema, managed=managed)
+        if self.cache is None or (self.overlay is not None and path in self.overlay):
+            return build(data, None)
+        return self.cache.derived_since(path, data, f"{schema}:since", build)
+
 
 def _read(path: Path) -> tuple[Any, bool]:
     """The parsed file, and whether it needs the walk that replaces `${VAR}` and YAML dates
@@ -256,15 +310,22 @@ def read_document(path: Path) -> Any:
     return _parse(path)[0]
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "", f"cannot read file: {exc.strerror}")]) from None
+
+
 def _parse(path: Path) -> tuple[Any, bool]:
     """Parse one file, and say whether it is plain JSON (no `${`). A JSON document, after any
     leading `#` comment lines, is parsed with orjson (routerd writes its managed files that way,
     and JSON is YAML); anything else, or JSON that orjson rejects, with the YAML loader (whose
     message then says what is wrong)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(path, "", f"cannot read file: {exc.strerror}")]) from None
+    return _parse_raw(path, _read_bytes(path))
+
+
+def _parse_raw(path: Path, raw: bytes) -> tuple[Any, bool]:
     body = raw
     while body[:1] == b"#":
         body = body.partition(b"\n")[2]
@@ -300,6 +361,96 @@ def _validated(
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(path, "", "expected a mapping at the top")])
     return data, missing
+
+
+_LIST_SCHEMAS = frozenset({"keys", "users", "budgets", "pricing"})  # the list is named so
+_TOP_KEYWORDS = frozenset(
+    {"$schema", "$id", "title", "description", "type", "additionalProperties", "required"}
+    | {"properties", "$defs"}
+)
+
+
+@cache
+def _entry_wise_schema(name: str) -> bool:
+    """Whether a `name` document is valid exactly when its rest (with an empty list) and each
+    entry alone (in that rest) are: the list's schema is only `type: array` and `items`, and
+    the top level has no keyword that looks into the list."""
+    if name not in _LIST_SCHEMAS:
+        return False
+    schema = _schema(name)
+    prop = schema.get("properties", {}).get(name, {})
+    return (
+        set(schema) <= _TOP_KEYWORDS
+        and set(prop) <= {"type", "items", "description"}
+        and prop.get("type") == "array"
+    )
+
+
+_NOT_KNOWN = object()
+
+
+def _entry_wise(
+    path: Path, raw: bytes, schema: str, managed: bool, known: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The validated document read entry by entry, taking the entries of `known` (by text), and
+    the new text -> entry map; None when the whole-file path must decide (see `entries.py`).
+    An invalid document raises the whole-file path's `ConfigError`, found entry by entry."""
+    try:
+        split = split_document(raw.decode("utf-8"), schema)
+    except UnicodeDecodeError:
+        return None
+    rest = parse_rest(split) if split is not None else None
+    if split is None or rest is None:
+        return None
+    missing: dict[tuple[str, ...], str] = {}
+    rest = _dates_as_text(rest) if managed else _interpolate(rest, (), missing)
+    if missing:
+        return None
+    entries, seen, new = [], {}, []
+    try:
+        for i, text in enumerate(split.items):
+            entry = seen[text] = known.get(text, _NOT_KNOWN)
+            if entry is _NOT_KNOWN:
+                entry = seen[text] = _entry(split, text)
+                new.append((i, entry))
+            entries.append(entry)
+    except ValueError:
+        return None
+    try:  # the rest, and the new entries (the known ones are valid)
+        _fast_validator(schema)({**rest, schema: [entry for _, entry in new]})
+    except fastjsonschema.JsonSchemaException:
+        problems = _entry_problems(path, schema, rest, new)
+        if problems:
+            raise ConfigError(problems) from None
+    rest[schema] = entries
+    return rest, seen
+
+
+def _entry_problems(
+    path: Path, schema: str, rest: dict[str, Any], new: list[tuple[int, Any]]
+) -> list[ConfigProblem]:
+    """What `_validated` reports for the whole document, from jsonschema's errors for the rest
+    (with an empty list) and for each new entry alone (its path given its index in the file),
+    sorted by path as there."""
+    validator = _validator(schema)
+    found = [(list(e.absolute_path), e) for e in validator.iter_errors({**rest, schema: []})]
+    for i, entry in new:
+        for error in validator.iter_errors({**rest, schema: [entry]}):
+            where = list(error.absolute_path)
+            if where[:2] == [schema, 0]:  # the others are the rest's, found above
+                found.append(([schema, i, *where[2:]], error))
+    found.sort(key=lambda item: item[0])
+    return [ConfigProblem(path, _json_path(where), _describe(e)) for where, e in found]
+
+
+def _entry(split: Split, text: str) -> Any:
+    """One entry parsed alone, as the whole-file path's walk leaves it (YAML dates as text)."""
+    value = parse_entry(split, text)
+    if split.json:
+        return value  # split only when there is no `${`: the whole file is not walked either
+    if "${" in repr(value):
+        raise ValueError("interpolated: the whole file decides")
+    return _dates_as_text(value)
 
 
 _SECRET_FIELDS = frozenset({"master_key", "api_key"})
