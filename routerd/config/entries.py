@@ -31,6 +31,10 @@ _UNSPLITTABLE = ("\r", "\t", "\x85", "\u2028", "\u2029", "\ufeff")
 # Blank and comment lines, then the first entry's `-` (group 2: its indentation).
 _FIRST_ITEM = re.compile(r"( *(?:#[^\n]*)?\n)*( *)-(?: |\n|\Z)")
 _LINKED = re.compile(r"[&*!]|<<")  # anchors, aliases, tags, merge keys: look at the events
+# One-line quoted scalars: what they hold is text, never an anchor, alias, tag or merge key (a
+# `models: ["team/*"]` glob then needs no look at the events). A quote that does not close on
+# its line is left in place, so its `*` still sends the entry to the events check.
+_QUOTED = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,7 @@ def parse_entry(split: Split, text: str) -> Any:
         return value
     doc = f"{split.field}:\n{text}"
     try:
-        if _LINKED.search(text):
+        if _LINKED.search(text) and _LINKED.search(_QUOTED.sub("", text)):
             _check_events(doc)
         parsed = yaml.load(doc, Loader=_SAFE_LOADER)
     except (yaml.YAMLError, _NotAlone):
