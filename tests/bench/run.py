@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="save every result as JSON")
     p.add_argument("--no-wrk", action="store_true", help="use the in-tree load generator")
     p.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
-    p.add_argument("--skip", default="", help="comma list of: paced,rss,reload,replay")
+    p.add_argument("--skip", default="", help="comma list of: rounds,paced,rss,reload,replay")
     args = p.parse_args(argv)  # fmt: skip
     args.cpus = _cpus(args.no_pin)  # before the bench process pins itself
     if args.quick:
@@ -163,15 +163,17 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
     if gen_cpu is not None:
         os.sched_setaffinity(0, {gen_cpu})
     ports = {"upstream": free_port(), "bare": free_port(), "routerd": free_port()}
+    ports["paced"] = free_port()
     log_level = _env("LOG_LEVEL", "warning")
-    config = write_bench_config(tmp / "rd", ports["upstream"], ports["routerd"], log_level)
+    config = write_bench_config(tmp / "rd", ports["upstream"], ports["routerd"], log_level,
+                                ports["paced"])  # fmt: skip
     py = sys.executable
     procs["upstream"] = start("upstream", [py, "-m", "tests.bench.upstream", "--port",
-        str(ports["upstream"]), "--chunks", str(args.chunks), "--pace-ms", str(args.pace_ms)],
-        tmp, gen_cpu)  # fmt: skip
+        str(ports["upstream"]), "--chunks", str(args.chunks), "--pace-ms", str(args.pace_ms),
+        "--paced-port", str(ports["paced"])], tmp, gen_cpu)  # fmt: skip
     procs["bare"] = start("bare", [py, "-m", "tests.bench.bare_proxy", "--port",
-        str(ports["bare"]), "--upstream", f"http://127.0.0.1:{ports['upstream']}"],
-        tmp, srv_cpu)  # fmt: skip
+        str(ports["bare"]), "--upstream", f"http://127.0.0.1:{ports['upstream']}",
+        "--paced-upstream", f"http://127.0.0.1:{ports['paced']}"], tmp, srv_cpu)  # fmt: skip
     procs["routerd"] = start("routerd", [py, "-m", "routerd", "-c", str(config), "--listen",
         f"127.0.0.1:{ports['routerd']}"], tmp, srv_cpu)  # fmt: skip
     await wait_ready(procs["upstream"], f"http://127.0.0.1:{ports['upstream']}/health")
@@ -182,7 +184,8 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
                                    "bare_idle": rss_mb(procs["bare"].pid)}}  # fmt: skip
     b = phases.Bench(tmp, procs, ports, gen_cpu, wrk.available() and not args.no_wrk,
                      args.duration)  # fmt: skip
-    await phases.rounds(b, concurrency, args.rounds)
+    if "rounds" not in skip:
+        await phases.rounds(b, concurrency, args.rounds)
     res["rounds_sent"] = b.routerd_sent
     if "paced" not in skip:
         res["paced"] = await phases.paced(b, args.stream_seconds, args.chunks, args.max_streams)

@@ -79,11 +79,31 @@ def _paced(t: Table, res: dict[str, Any], args: argparse.Namespace) -> None:
     rel = streams.relative_capacity(paced["routerd"], paced["bare"])
     t.add("max streams, jitter p99 within 1 ms of the bare proxy's, 0 lost", routerd=rel,
           spec="d")  # fmt: skip
+    _per_frame(t, paced, args.pace_ms)
     by_n = {x: {tr.streams: tr for tr in paced[x]} for x in best}
-    for n in sorted(set(by_n["bare"]) | set(by_n["routerd"])):
+    for n in sorted(set(by_n["direct"]) | set(by_n["bare"]) | set(by_n["routerd"])):
         cells = [by_n[x].get(n) for x in ("direct", "bare", "routerd")]
         t.add(f"N={n}: jitter p99 ms (lost frames)", routerd=None, routerd_text=_cell(cells[2]))
         t.rows[-1].direct, t.rows[-1].bare = _cell(cells[0]), _cell(cells[1])
+
+
+def _per_frame(t: Table, paced: dict[str, list[streams.Trial]], pace_ms: float) -> None:
+    """Server CPU per relayed frame at the largest N that failed no stream (upstream for direct,
+    client = this process), and the streams one core could hold at that cost."""
+    picked = {x: next((tr for tr in reversed(paced[x]) if not tr.failed), None) for x in paced}
+    us = {x: tr.server_us_per_frame() if tr else None for x, tr in picked.items()}
+    at = {x: f" (N={tr.streams})" if tr else "" for x, tr in picked.items()}
+    t.add("server CPU us per relayed frame (upstream for direct)", routerd=None,
+          routerd_text=f"{fmt(us['routerd'], '.1f')}{at['routerd']}")  # fmt: skip
+    t.rows[-1].direct = f"{fmt(us['direct'], '.1f')}{at['direct']}"
+    t.rows[-1].bare = f"{fmt(us['bare'], '.1f')}{at['bare']}"
+    bound = {x: 1e6 / (v * 1000 / pace_ms) if v else None for x, v in us.items()}
+    t.add(f"one-core bound, streams (1e6 / (us per frame x {1000 / pace_ms:g}))",
+          bound["direct"], bound["bare"], bound["routerd"], spec=".0f")  # fmt: skip
+    client = {x: tr.client_cpu / tr.frames * 1e6 if tr and tr.client_cpu and tr.frames else None
+              for x, tr in picked.items()}  # fmt: skip
+    t.add("client (generator) CPU us per frame", client["direct"], client["bare"],
+          client["routerd"], spec=".1f")  # fmt: skip
 
 
 def _cell(trial: streams.Trial | None) -> str:

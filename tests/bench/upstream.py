@@ -4,23 +4,24 @@
 `"stream": true`, an SSE stream of N fixed chunks (plus a usage chunk when
 `stream_options.include_usage` is set) and `data: [DONE]`. `GET /health` answers 200.
 
-Paced mode: when the requested model name contains `paced`, the stream's chunks are written
-`--pace-ms` apart (on an absolute schedule, so timer jitter does not accumulate) and each content
-delta is `T<monotonic ns at write> `, so a client on the same machine can compare the gaps it sees
-with the gaps the upstream actually sent (see `streams.py`). Usage and `[DONE]` follow the last
-chunk at once.
+With `--paced-port`, the same process also serves the paced streams (chunks `--pace-ms` apart,
+each stamped with its monotonic write time) on that port from a raw asyncio server with one
+shared ticker (`paced_upstream.py`): aiohttp's per-frame write path and one timer per stream per
+chunk cost more than the relay under test.
 
-    python -m tests.bench.upstream --port PORT [--chunks N] [--pace-ms 5]
+    python -m tests.bench.upstream --port PORT [--paced-port PORT] [--chunks N] [--pace-ms 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from aiohttp import web
+
+from tests.bench import paced_upstream
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
 
@@ -57,32 +58,18 @@ def _chunk(delta: dict[str, object], finish: str | None, usage: object = None) -
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def _paced_chunk(index: int, last: bool) -> bytes:
-    stamp = time.monotonic_ns()
-    if last:
-        delta = "{}"
-    elif index == 0:
-        delta = f'{{"role":"assistant","content":"T{stamp} "}}'
-    else:
-        delta = f'{{"content":"T{stamp} "}}'
-    finish = '"stop"' if last else "null"
-    return (
-        'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,'
-        f'"model":"gpt-bench","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}'
-        "\n\n"
-    ).encode()
+def _paced_server(
+    port: int, chunks: int, pace: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        server = await paced_upstream.serve("127.0.0.1", port, chunks, pace)
+        yield
+        server.close()
+
+    return ctx
 
 
-async def _paced(resp: web.StreamResponse, chunks: int, pace: float) -> None:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for i in range(chunks):
-        if i:
-            await asyncio.sleep(max(0.0, start + i * pace - loop.time()))
-        await resp.write(_paced_chunk(i, i == chunks - 1))
-
-
-def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
+def build_app(chunks: int, paced_port: int | None = None, pace_ms: float = 5.0) -> web.Application:
     completion = _completion()
     frames = [_chunk({"role": "assistant", "content": ""}, None)]
     frames += [_chunk({"content": f"tok{i} "}, None) for i in range(max(chunks - 2, 0))]
@@ -96,11 +83,8 @@ def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
             return web.Response(body=completion, content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        if "paced" in str(body.get("model", "")):
-            await _paced(resp, chunks, pace_ms / 1000.0)
-        else:
-            for frame in frames:
-                await resp.write(frame)
+        for frame in frames:
+            await resp.write(frame)
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(usage_frame)
         await resp.write(done)
@@ -111,6 +95,8 @@ def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
         return web.Response(text="ok")
 
     app = web.Application()
+    if paced_port is not None:
+        app.cleanup_ctx.append(_paced_server(paced_port, chunks, pace_ms / 1000.0))
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/health", health)
     return app
@@ -119,6 +105,7 @@ def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--paced-port", type=int)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--pace-ms", type=float, default=5.0)
     args = parser.parse_args()
@@ -129,7 +116,7 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(
-        build_app(args.chunks, args.pace_ms),
+        build_app(args.chunks, args.paced_port, args.pace_ms),
         host="127.0.0.1",
         port=args.port,
         access_log=None,
