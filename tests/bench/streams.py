@@ -1,10 +1,12 @@
 """Paced streams: how many concurrent streams one core relays without dropping or delaying frames.
 
-The fake upstream's paced mode (`upstream.py`) writes 20 chunks 5 ms apart and stamps each content
+The paced upstream (`paced_upstream.py`) writes 20 chunks 5 ms apart and stamps each content
 chunk with its monotonic write time (`T<ns>`). This client is a minimal HTTP/1.1 keep-alive
-client on raw asyncio protocols (far cheaper than aiohttp per frame), so the generator core can
-follow thousands of frames per second. For every stamped frame it compares the gap it saw since
-the previous frame with the gap the upstream sent (`jitter`), and counts frames that never came.
+client on raw asyncio protocols (far cheaper than aiohttp per frame): per frame it only takes the
+receive time and the stamps, and keeps the answer's last bytes to spot its end. After the trial
+it compares, for every stamped frame, the gap it saw since the previous frame with the gap the
+upstream sent (`jitter`), and counts frames that never came. A trial also records the CPU
+seconds of the server under test and of this process, and how many frames were relayed.
 
 A trial of N streams passes when nothing failed, no frame was lost and the p99 of |jitter| is
 within `max_jitter_ms` (1 ms). `ladder` runs N = 8, 16, 32 ... and `capacity` is the largest N
