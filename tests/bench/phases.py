@@ -179,7 +179,7 @@ def paced_url(b: Bench, target: str) -> str:
 
 
 async def paced(
-    b: Bench, seconds: float, chunks: int, limit: int
+    b: Bench, seconds: float, chunks: int, limit: int, pace_ms: float = 5.0
 ) -> dict[str, list[streams.Trial]]:
     out = {}
     for target in ("direct", "bare", "routerd"):
@@ -187,7 +187,7 @@ async def paced(
         b.check()
         tried = await streams.ladder(
             paced_url(b, target), PACED, b.headers(target), seconds=seconds, chunks=chunks,
-            limit=limit, server_pid=b.pid(target),
+            limit=limit, server_pid=b.pid(target), pace_ms=pace_ms,
         )  # fmt: skip
         if target == "routerd":
             b.routerd_sent += sum(t.completed + t.failed + t.streams for t in tried)

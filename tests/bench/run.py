@@ -188,7 +188,9 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
         await phases.rounds(b, concurrency, args.rounds)
     res["rounds_sent"] = b.routerd_sent
     if "paced" not in skip:
-        res["paced"] = await phases.paced(b, args.stream_seconds, args.chunks, args.max_streams)
+        res["paced"] = await phases.paced(
+            b, args.stream_seconds, args.chunks, args.max_streams, args.pace_ms
+        )
     if args.profile:
         print("profiling routerd at concurrency 16 ...", file=sys.stderr, flush=True)
         res["profile"] = await phases.profile(b, args.profile_seconds, Path(args.profile))

@@ -8,11 +8,12 @@ it compares, for every stamped frame, the gap it saw since the previous frame wi
 upstream sent (`jitter`), and counts frames that never came. A trial also records the CPU
 seconds of the server under test and of this process, and how many frames were relayed.
 
-A trial of N streams passes when nothing failed, no frame was lost and the p99 of |jitter| is
-within `max_jitter_ms` (1 ms). `ladder` runs N = 8, 16, 32 ... and `capacity` is the largest N
-that passes. On small VMs an idle vCPU wakes up late (ms), so even the bare proxy may fail the
-absolute 1 ms criterion at small N: `relative_capacity` is the largest N where a target stays
-within 1 ms of the bare proxy's own jitter at the same N.
+A trial of N streams passes when nothing failed, no frame was lost, the p99 of |jitter| is
+within `max_jitter_ms` (1 ms) and the upstream kept to its schedule (`Trial.passed`). `ladder`
+runs N = 8, 16, 32 ... and `capacity` is the largest N that passes. On small VMs an idle vCPU
+wakes up late (ms), so even the bare proxy may fail the absolute 1 ms criterion at small N:
+`relative_capacity` is the largest N where a target stays within 1 ms of the bare proxy's own
+jitter at the same N.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Trial:
     failed: int = 0
     lost_frames: int = 0
     jitter_ms: list[float] = field(default_factory=list)
+    pace_error_ms: list[float] = field(default_factory=list)  # |sent gap - pace| per frame
     first_error: str | None = None
     frames: int = 0  # frames received, warm-up streams included (what the server relayed)
     seconds: float = 0.0
@@ -45,8 +47,10 @@ class Trial:
     client_cpu: float | None = None  # CPU seconds of this (client) process over the trial
     stamps: list[list[int]] = field(default_factory=list, repr=False)
 
-    def finish(self) -> None:
-        """Jitter of every measured stream, computed after the trial (not on the clock)."""
+    def finish(self, pace_ms: float) -> None:
+        """Jitter of every measured stream, computed after the trial (not on the clock), and how
+        far the upstream's own gaps strayed from the pace (`pace_error_ms`)."""
+        pace = pace_ms * 1e6
         for flat in self.stamps:
             sent, got = flat[0::2], flat[1::2]
             self.jitter_ms += [
@@ -55,22 +59,34 @@ class Trial:
                     itertools.pairwise(sent), itertools.pairwise(got), strict=True
                 )
             ]
+            self.pace_error_ms += [abs(s1 - s0 - pace) / 1e6 for s0, s1 in itertools.pairwise(sent)]
         self.stamps = []
 
     def jitter_p99(self) -> float:
-        if not self.jitter_ms:
-            return float("nan")
-        data = sorted(self.jitter_ms)
-        return data[min(len(data) - 1, int(0.99 * len(data)))]
+        return _p99(self.jitter_ms)
+
+    def pace_error_p99(self) -> float:
+        return _p99(self.pace_error_ms)
 
     def passed(self, max_jitter_ms: float) -> bool:
+        """Nothing failed or lost, jitter p99 within `max_jitter_ms`, and the upstream kept its
+        pace (p99 of |sent gap - pace| within `max_jitter_ms` + 1 ms, its timers' resolution):
+        jitter alone misses a late upstream, whose gaps grow as seen and as sent alike."""
         ok = self.completed > 0 and not self.failed and not self.lost_frames
-        return ok and self.jitter_p99() <= max_jitter_ms
+        kept_pace = self.pace_error_p99() <= max_jitter_ms + 1.0
+        return ok and kept_pace and self.jitter_p99() <= max_jitter_ms
 
     def server_us_per_frame(self) -> float | None:
         if self.server_cpu is None or not self.frames:
             return None
         return 1e6 * self.server_cpu / self.frames
+
+
+def _p99(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    data = sorted(values)
+    return data[min(len(data) - 1, int(0.99 * len(data)))]
 
 
 class _Conn(asyncio.Protocol):
@@ -179,6 +195,7 @@ async def trial(
     seconds: float,
     chunks: int,
     server_pid: int | None = None,
+    pace_ms: float = 5.0,
 ) -> Trial:
     """N connections, each streaming back to back for `seconds` (after one unmeasured stream).
     With `server_pid`, that process's CPU seconds over the trial go to `Trial.server_cpu`."""
@@ -212,7 +229,7 @@ async def trial(
     result.seconds = time.monotonic() - started
     result.server_cpu = _delta(cpu0[0], cpu1[0])
     result.client_cpu = _delta(cpu0[1], cpu1[1])
-    result.finish()
+    result.finish(pace_ms)
     return result
 
 
@@ -237,12 +254,13 @@ async def ladder(
     limit: int = 4096,
     give_up_ms: float = 50.0,
     server_pid: int | None = None,
+    pace_ms: float = 5.0,
 ) -> list[Trial]:
     """Trials at N = 8, 16, 32 ... `limit`; stops after a trial that lost or failed streams or
     whose jitter p99 passed `give_up_ms` (the relay has collapsed; bigger N says nothing new)."""
     tried: list[Trial] = []
     for n in (n for n in LADDER if n <= limit):
-        t = await trial(url, body, headers, n, seconds, chunks, server_pid)
+        t = await trial(url, body, headers, n, seconds, chunks, server_pid, pace_ms)
         tried.append(t)
         if t.failed or t.lost_frames or not t.jitter_p99() <= give_up_ms:
             break
