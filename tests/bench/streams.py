@@ -251,13 +251,14 @@ async def ladder(
     server_pid: int | None = None,
     pace_ms: float = 5.0,
 ) -> list[Trial]:
-    """Trials at N = 8, 16, 32 ... `limit`; stops after a trial that lost or failed streams or
-    whose jitter p99 passed `give_up_ms` (the relay has collapsed; bigger N says nothing new)."""
+    """Trials at N = 8, 16, 32 ... `limit`; stops after a trial that lost or failed streams,
+    whose jitter p99 passed `give_up_ms` (the relay has collapsed) or whose upstream offered less
+    than half the nominal frame rate (the generator has): bigger N says nothing new."""
     tried: list[Trial] = []
     for n in (n for n in LADDER if n <= limit):
         t = await trial(url, body, headers, n, seconds, chunks, server_pid, pace_ms)
         tried.append(t)
-        if t.failed or t.lost_frames or not t.jitter_p99() <= give_up_ms:
+        if t.failed or t.lost_frames or not t.jitter_p99() <= give_up_ms or t.offered < 0.5:
             break
     return tried
 

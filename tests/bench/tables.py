@@ -90,9 +90,13 @@ def _paced(t: Table, res: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def _per_frame(t: Table, paced: dict[str, list[streams.Trial]], pace_ms: float) -> None:
-    """Server CPU per relayed frame at the largest N that failed no stream (upstream for direct,
-    client = this process), and the streams one core could hold at that cost."""
-    picked = {x: next((tr for tr in reversed(paced[x]) if not tr.failed), None) for x in paced}
+    """Server CPU per relayed frame at the largest N where no stream failed and the upstream kept
+    95 % of its pace (upstream for direct; client = this process), and the streams one core
+    could hold at that cost."""
+    picked = {
+        x: next((tr for tr in reversed(paced[x]) if not tr.failed and tr.offered >= 0.95), None)
+        for x in paced
+    }
     us = {x: tr.server_us_per_frame() if tr else None for x, tr in picked.items()}
     at = {x: f" (N={tr.streams})" if tr else "" for x, tr in picked.items()}
     t.add("server CPU us per relayed frame (upstream for direct)", routerd=None,
