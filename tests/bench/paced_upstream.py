@@ -120,7 +120,8 @@ class Ticker:
         streams = self.wheel[slot]
         if not streams:
             return
-        keep = []
+        # the slot's new list: a stream added meanwhile (finished() -> a queued request) joins it
+        self.wheel[slot] = keep = []
         last = self.chunks - 1
         first, other = _FIRST, _OTHER
         for s in streams:
@@ -137,7 +138,6 @@ class Ticker:
             transport.write(tail + _chunked(_DONE) + b"0\r\n\r\n")
             self.open -= 1
             s.conn.finished()
-        self.wheel[slot] = keep
 
 
 class _Conn(asyncio.Protocol):
