@@ -169,8 +169,8 @@ async def rounds(b: Bench, concurrency: list[int], n: int) -> None:
 
 
 def paced_url(b: Bench, target: str) -> str:
-    """Direct: the upstream's raw paced port; bare: its `/paced/` route to that port; routerd:
-    the paced model (a provider at that port)."""
+    """Direct: the paced upstream's port (`paced_upstream.py`, in this process); bare: its
+    `/paced/` route to that port; routerd: the paced model (a provider at that port)."""
     if target == "direct" and "paced" in b.ports:
         return f"http://127.0.0.1:{b.ports['paced']}/v1/chat/completions"
     if target == "bare" and "paced" in b.ports:
@@ -187,7 +187,8 @@ async def paced(
         b.check()
         tried = await streams.ladder(
             paced_url(b, target), PACED, b.headers(target), seconds=seconds, chunks=chunks,
-            limit=limit, server_pid=b.pid(target), pace_ms=pace_ms,
+            limit=limit, pace_ms=pace_ms,
+            server_pid=None if target == "direct" else b.pid(target),  # direct: this process
         )  # fmt: skip
         if target == "routerd":
             b.routerd_sent += sum(t.completed + t.failed + t.streams for t in tried)

@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench import phases, reload, wrk
+from tests.bench import paced_upstream, phases, reload, wrk
 from tests.bench.config import write_bench_config, write_big_config
 from tests.bench.procs import Proc, cpu_model, free_port, rss_mb, start, stop, wait_ready
 from tests.bench.replay import write_journal
@@ -169,8 +169,12 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
                                 ports["paced"])  # fmt: skip
     py = sys.executable
     procs["upstream"] = start("upstream", [py, "-m", "tests.bench.upstream", "--port",
-        str(ports["upstream"]), "--chunks", str(args.chunks), "--pace-ms", str(args.pace_ms),
-        "--paced-port", str(ports["paced"])], tmp, gen_cpu)  # fmt: skip
+        str(ports["upstream"]), "--chunks", str(args.chunks)], tmp, gen_cpu)  # fmt: skip
+    # the paced upstream runs in this (generator) process: one event loop with the stream client,
+    # so the two never wait for each other's CFS time slice on the generator core
+    paced_server = await paced_upstream.serve(
+        "127.0.0.1", ports["paced"], args.chunks, args.pace_ms / 1000.0
+    )
     procs["bare"] = start("bare", [py, "-m", "tests.bench.bare_proxy", "--port",
         str(ports["bare"]), "--upstream", f"http://127.0.0.1:{ports['upstream']}",
         "--paced-upstream", f"http://127.0.0.1:{ports['paced']}"], tmp, srv_cpu)  # fmt: skip
@@ -201,6 +205,7 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
             await asyncio.sleep(1.0)
             res["rss"][total] = (b.routerd_sent, rss_mb(procs["routerd"].pid))
         res["rss"]["bare_end"] = rss_mb(procs["bare"].pid)
+    paced_server.close()
     res["bench"] = b
     res["rss_trace"] = b.rss_trace
     res["routerd_exit"] = stop(procs["routerd"], grace=10)

@@ -91,28 +91,27 @@ def _paced(t: Table, res: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _per_frame(t: Table, paced: dict[str, list[streams.Trial]], pace_ms: float) -> None:
     """Server CPU per relayed frame at the largest N where no stream failed and the upstream kept
-    95 % of its pace (upstream for direct; client = this process), and the streams one core
-    could hold at that cost."""
+    95 % of its pace, the generator's (this process: client and paced upstream), and the streams
+    one core could hold at that cost."""
     picked = {
         x: next((tr for tr in reversed(paced[x]) if not tr.failed and tr.offered >= 0.95), None)
         for x in paced
     }
     us = {x: tr.server_us_per_frame() if tr else None for x, tr in picked.items()}
     at = {x: f" (N={tr.streams})" if tr else "" for x, tr in picked.items()}
-    t.add("server CPU us per relayed frame (upstream for direct)", routerd=None,
+    t.add("server CPU us per relayed frame", routerd=None,
           routerd_text=f"{fmt(us['routerd'], '.1f')}{at['routerd']}")  # fmt: skip
     t.rows[-1].direct = f"{fmt(us['direct'], '.1f')}{at['direct']}"
     t.rows[-1].bare = f"{fmt(us['bare'], '.1f')}{at['bare']}"
     client = {x: tr.client_cpu / tr.frames * 1e6 if tr and tr.client_cpu and tr.frames else None
               for x, tr in picked.items()}  # fmt: skip
-    t.add("client (generator) CPU us per frame", client["direct"], client["bare"],
+    t.add("generator process CPU us per frame (client + paced upstream)", client["direct"],
+          client["bare"],
           client["routerd"], spec=".1f")  # fmt: skip
-    cost = dict(us)
-    if us["direct"] and client["direct"]:  # the generator core runs the upstream and the client
-        cost["direct"] = us["direct"] + client["direct"]
+    cost = {**us, "direct": client["direct"]}  # direct: the upstream runs in the client process
     bound = {x: 1e6 / (v * 1000 / pace_ms) if v else None for x, v in cost.items()}
-    t.add(f"one-core bound, streams: 1e6 / (us per frame x {1000 / pace_ms:g}); direct: upstream"
-          " + client", bound["direct"], bound["bare"], bound["routerd"], spec=".0f")  # fmt: skip
+    t.add(f"one-core bound, streams: 1e6 / (us per frame x {1000 / pace_ms:g}); direct: client"
+          " + upstream", bound["direct"], bound["bare"], bound["routerd"], spec=".0f")  # fmt: skip
 
 
 def _cell(trial: streams.Trial | None) -> str:

@@ -4,24 +4,20 @@
 `"stream": true`, an SSE stream of N fixed chunks (plus a usage chunk when
 `stream_options.include_usage` is set) and `data: [DONE]`. `GET /health` answers 200.
 
-With `--paced-port`, the same process also serves the paced streams (chunks `--pace-ms` apart,
-each stamped with its monotonic write time) on that port from a raw asyncio server with one
-shared ticker (`paced_upstream.py`): aiohttp's per-frame write path and one timer per stream per
-chunk cost more than the relay under test.
+The paced streams are not served here: `paced_upstream.py` serves them from the bench process
+itself (aiohttp's per-frame write path and one timer per stream per chunk cost more than the
+relays under test).
 
-    python -m tests.bench.upstream --port PORT [--paced-port PORT] [--chunks N] [--pace-ms 5]
+    python -m tests.bench.upstream --port PORT [--chunks N]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import AsyncIterator, Callable
 
 import orjson
 from aiohttp import web
-
-from tests.bench import paced_upstream
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
 
@@ -58,18 +54,7 @@ def _chunk(delta: dict[str, object], finish: str | None, usage: object = None) -
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def _paced_server(
-    port: int, chunks: int, pace: float
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        server = await paced_upstream.serve("127.0.0.1", port, chunks, pace)
-        yield
-        server.close()
-
-    return ctx
-
-
-def build_app(chunks: int, paced_port: int | None = None, pace_ms: float = 5.0) -> web.Application:
+def build_app(chunks: int) -> web.Application:
     completion = _completion()
     frames = [_chunk({"role": "assistant", "content": ""}, None)]
     frames += [_chunk({"content": f"tok{i} "}, None) for i in range(max(chunks - 2, 0))]
@@ -95,8 +80,6 @@ def build_app(chunks: int, paced_port: int | None = None, pace_ms: float = 5.0) 
         return web.Response(text="ok")
 
     app = web.Application()
-    if paced_port is not None:
-        app.cleanup_ctx.append(_paced_server(paced_port, chunks, pace_ms / 1000.0))
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/health", health)
     return app
@@ -105,9 +88,8 @@ def build_app(chunks: int, paced_port: int | None = None, pace_ms: float = 5.0) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--paced-port", type=int)
     parser.add_argument("--chunks", type=int, default=20)
-    parser.add_argument("--pace-ms", type=float, default=5.0)
+    parser.add_argument("--pace-ms", type=float, default=5.0, help="ignored (paced_upstream.py)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -116,7 +98,7 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(
-        build_app(args.chunks, args.paced_port, args.pace_ms),
+        build_app(args.chunks),
         host="127.0.0.1",
         port=args.port,
         access_log=None,
