@@ -2,9 +2,12 @@
 
 It forwards the POST body to the upstream unchanged and returns the upstream body; an
 `text/event-stream` answer is relayed chunk by chunk as it arrives. No auth, no parsing, no
-metering, no logs: whatever routerd adds on top of this is routerd's own cost.
+metering, no logs: whatever routerd adds on top of this is routerd's own cost. With
+`--paced-upstream`, `POST /paced/<path>` goes to `<paced upstream>/<path>` (the bench upstream's
+paced port) the same way.
 
-    python -m tests.bench.bare_proxy --port PORT --upstream http://127.0.0.1:UPORT
+    python -m tests.bench.bare_proxy --port PORT --upstream http://127.0.0.1:UPORT \
+        [--paced-upstream http://127.0.0.1:PPORT]
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from aiohttp import web
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
-def build_app(upstream: str) -> web.Application:
+def build_app(upstream: str, paced_upstream: str | None = None) -> web.Application:
     base = upstream.rstrip("/")
+    paced_base = (paced_upstream or upstream).rstrip("/")
 
     async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60)
@@ -31,8 +35,12 @@ def build_app(upstream: str) -> web.Application:
 
     async def forward(request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        path = request.path_qs
+        url = (
+            paced_base + path.removeprefix("/paced") if path.startswith("/paced/") else base + path
+        )
         async with request.app[SESSION].post(
-            base + request.path_qs,
+            url,
             data=body,
             headers={"Content-Type": "application/json"},
         ) as up:
@@ -62,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True)
+    parser.add_argument("--paced-upstream")
     args = parser.parse_args()
     try:
         import uvloop
@@ -70,7 +79,7 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(
-        build_app(args.upstream),
+        build_app(args.upstream, args.paced_upstream),
         host="127.0.0.1",
         port=args.port,
         access_log=None,

@@ -1,10 +1,11 @@
 """The benchmark's routerd configurations: the all-features-on bench config and the big one.
 
 `write_bench_config`: one fake OpenAI provider (the bench upstream), a passthrough model, a paced
-streaming model, and one key with every per-request feature on: rpm/tpm/concurrency limits and
-budgets (a key budget, a tag budget and a global one, all far too big to ever refuse), metrics on,
-journal on with fsync `interval`. `write_big_config`: the same daemon with 10,000 keys and 1,000
-models (plus the bench ones) for the reload rows.
+streaming model (on a second provider, the upstream's paced port, when one is given), and one key
+with every per-request feature on: rpm/tpm/concurrency limits and budgets (a key budget, a tag
+budget and a global one, all far too big to ever refuse), metrics on, journal on with fsync
+`interval`. `write_big_config`: the same daemon with 10,000 keys and 1,000 models (plus the bench
+ones) for the reload rows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ def _key_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _providers(upstream_port: int, extra_models: list[str]) -> str:
+def _providers(upstream_port: int, extra_models: list[str], paced_port: int | None = None) -> str:
+    paced = [
+        "  fake-paced:",
+        "    type: openai",
+        f"    base_url: http://127.0.0.1:{paced_port}/v1",
+        "    api_key: x",
+        "    pool_size: 4096",
+    ]
     lines = [
         "providers:",
         "  fake:",
@@ -31,13 +39,15 @@ def _providers(upstream_port: int, extra_models: list[str]) -> str:
         f"    base_url: http://127.0.0.1:{upstream_port}/v1",
         "    api_key: x",
         "    pool_size: 4096",
+        *(paced if paced_port is not None else []),
         "models:",
         f"  {MODEL}:",
         "    pricing: {prompt: 0.4, completion: 1.6}",
         "    deployments: [{provider: fake, model: gpt-bench}]",
         f"  {PACED_MODEL}:",
         "    pricing: {prompt: 0.4, completion: 1.6}",
-        "    deployments: [{provider: fake, model: gpt-paced}]",
+        f"    deployments: [{{provider: {'fake' if paced_port is None else 'fake-paced'}, "
+        "model: gpt-paced}]",
         *extra_models,
     ]
     return "\n".join(lines) + "\n"
@@ -79,11 +89,16 @@ BENCH_BUDGETS = (
 
 
 def write_bench_config(
-    tmp: Path, upstream_port: int, listen_port: int, log_level: str = "warning"
+    tmp: Path,
+    upstream_port: int,
+    listen_port: int,
+    log_level: str = "warning",
+    paced_port: int | None = None,
 ) -> Path:
-    """The all-features-on config in `tmp`; returns the path of routerd.yaml."""
+    """The all-features-on config in `tmp`; returns the path of routerd.yaml. With `paced_port`,
+    the paced model goes to a second provider there (the upstream's raw paced server)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "providers.yaml").write_text(_providers(upstream_port, []))
+    (tmp / "providers.yaml").write_text(_providers(upstream_port, [], paced_port))
     (tmp / "keys.yaml").write_text("keys:\n" + BENCH_KEY)
     (tmp / "budgets.yaml").write_text("budgets:\n" + BENCH_BUDGETS)
     config = tmp / "routerd.yaml"

@@ -168,16 +168,28 @@ async def rounds(b: Bench, concurrency: list[int], n: int) -> None:
             b.samples.setdefault(f"{target} ttft 1", []).append(sample)
 
 
+def paced_url(b: Bench, target: str) -> str:
+    """Direct: the paced upstream's port (`paced_upstream.py`, in this process); bare: its
+    `/paced/` route to that port; routerd: the paced model (a provider at that port)."""
+    if target == "direct" and "paced" in b.ports:
+        return f"http://127.0.0.1:{b.ports['paced']}/v1/chat/completions"
+    if target == "bare" and "paced" in b.ports:
+        return b.url(target, "/paced/v1/chat/completions")
+    return b.url(target)
+
+
 async def paced(
-    b: Bench, seconds: float, chunks: int, limit: int
+    b: Bench, seconds: float, chunks: int, limit: int, pace_ms: float = 5.0
 ) -> dict[str, list[streams.Trial]]:
     out = {}
     for target in ("direct", "bare", "routerd"):
         print(f"paced streams: {target} ...", file=sys.stderr, flush=True)
         b.check()
         tried = await streams.ladder(
-            b.url(target), PACED, b.headers(target), seconds=seconds, chunks=chunks, limit=limit
-        )
+            paced_url(b, target), PACED, b.headers(target), seconds=seconds, chunks=chunks,
+            limit=limit, pace_ms=pace_ms,
+            server_pid=None if target == "direct" else b.pid(target),  # direct: this process
+        )  # fmt: skip
         if target == "routerd":
             b.routerd_sent += sum(t.completed + t.failed + t.streams for t in tried)
         out[target] = tried

@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench import phases, reload, wrk
+from tests.bench import paced_upstream, phases, reload, wrk
 from tests.bench.config import write_bench_config, write_big_config
 from tests.bench.procs import Proc, cpu_model, free_port, rss_mb, start, stop, wait_ready
 from tests.bench.replay import write_journal
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="save every result as JSON")
     p.add_argument("--no-wrk", action="store_true", help="use the in-tree load generator")
     p.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
-    p.add_argument("--skip", default="", help="comma list of: paced,rss,reload,replay")
+    p.add_argument("--skip", default="", help="comma list of: rounds,paced,rss,reload,replay")
     args = p.parse_args(argv)  # fmt: skip
     args.cpus = _cpus(args.no_pin)  # before the bench process pins itself
     if args.quick:
@@ -165,15 +165,21 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
     if gen_cpu is not None:
         os.sched_setaffinity(0, {gen_cpu})
     ports = {"upstream": free_port(), "bare": free_port(), "routerd": free_port()}
+    ports["paced"] = free_port()
     log_level = _env("LOG_LEVEL", "warning")
-    config = write_bench_config(tmp / "rd", ports["upstream"], ports["routerd"], log_level)
+    config = write_bench_config(tmp / "rd", ports["upstream"], ports["routerd"], log_level,
+                                ports["paced"])  # fmt: skip
     py = sys.executable
     procs["upstream"] = start("upstream", [py, "-m", "tests.bench.upstream", "--port",
-        str(ports["upstream"]), "--chunks", str(args.chunks), "--pace-ms", str(args.pace_ms)],
-        tmp, gen_cpu)  # fmt: skip
+        str(ports["upstream"]), "--chunks", str(args.chunks)], tmp, gen_cpu)  # fmt: skip
+    # the paced upstream runs in this (generator) process: one event loop with the stream client,
+    # so the two never wait for each other's CFS time slice on the generator core
+    paced_server = await paced_upstream.serve(
+        "127.0.0.1", ports["paced"], args.chunks, args.pace_ms / 1000.0
+    )
     procs["bare"] = start("bare", [py, "-m", "tests.bench.bare_proxy", "--port",
-        str(ports["bare"]), "--upstream", f"http://127.0.0.1:{ports['upstream']}"],
-        tmp, srv_cpu)  # fmt: skip
+        str(ports["bare"]), "--upstream", f"http://127.0.0.1:{ports['upstream']}",
+        "--paced-upstream", f"http://127.0.0.1:{ports['paced']}"], tmp, srv_cpu)  # fmt: skip
     procs["routerd"] = start("routerd", [py, "-m", "routerd", "-c", str(config), "--listen",
         f"127.0.0.1:{ports['routerd']}"], tmp, srv_cpu)  # fmt: skip
     await wait_ready(procs["upstream"], f"http://127.0.0.1:{ports['upstream']}/health")
@@ -184,10 +190,13 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
                                    "bare_idle": rss_mb(procs["bare"].pid)}}  # fmt: skip
     b = phases.Bench(tmp, procs, ports, gen_cpu, wrk.available() and not args.no_wrk,
                      args.duration)  # fmt: skip
-    await phases.rounds(b, concurrency, args.rounds)
+    if "rounds" not in skip:
+        await phases.rounds(b, concurrency, args.rounds)
     res["rounds_sent"] = b.routerd_sent
     if "paced" not in skip:
-        res["paced"] = await phases.paced(b, args.stream_seconds, args.chunks, args.max_streams)
+        res["paced"] = await phases.paced(
+            b, args.stream_seconds, args.chunks, args.max_streams, args.pace_ms
+        )
     if args.profile:
         print("profiling routerd at concurrency 16 ...", file=sys.stderr, flush=True)
         res["profile"] = await phases.profile(b, args.profile_seconds, Path(args.profile))
@@ -198,6 +207,7 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
             await asyncio.sleep(1.0)
             res["rss"][total] = (b.routerd_sent, rss_mb(procs["routerd"].pid))
         res["rss"]["bare_end"] = rss_mb(procs["bare"].pid)
+    paced_server.close()
     res["bench"] = b
     res["rss_trace"] = b.rss_trace
     res["routerd_exit"] = stop(procs["routerd"], grace=10)

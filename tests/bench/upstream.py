@@ -4,19 +4,16 @@
 `"stream": true`, an SSE stream of N fixed chunks (plus a usage chunk when
 `stream_options.include_usage` is set) and `data: [DONE]`. `GET /health` answers 200.
 
-Paced mode: when the requested model name contains `paced`, the stream's chunks are written
-`--pace-ms` apart (on an absolute schedule, so timer jitter does not accumulate) and each content
-delta is `T<monotonic ns at write> `, so a client on the same machine can compare the gaps it sees
-with the gaps the upstream actually sent (see `streams.py`). Usage and `[DONE]` follow the last
-chunk at once.
+The paced streams are not served here: `paced_upstream.py` serves them from the bench process
+itself (aiohttp's per-frame write path and one timer per stream per chunk cost more than the
+relays under test).
 
-    python -m tests.bench.upstream --port PORT [--chunks N] [--pace-ms 5]
+    python -m tests.bench.upstream --port PORT [--chunks N]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
 import orjson
@@ -57,32 +54,7 @@ def _chunk(delta: dict[str, object], finish: str | None, usage: object = None) -
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-def _paced_chunk(index: int, last: bool) -> bytes:
-    stamp = time.monotonic_ns()
-    if last:
-        delta = "{}"
-    elif index == 0:
-        delta = f'{{"role":"assistant","content":"T{stamp} "}}'
-    else:
-        delta = f'{{"content":"T{stamp} "}}'
-    finish = '"stop"' if last else "null"
-    return (
-        'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,'
-        f'"model":"gpt-bench","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}'
-        "\n\n"
-    ).encode()
-
-
-async def _paced(resp: web.StreamResponse, chunks: int, pace: float) -> None:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for i in range(chunks):
-        if i:
-            await asyncio.sleep(max(0.0, start + i * pace - loop.time()))
-        await resp.write(_paced_chunk(i, i == chunks - 1))
-
-
-def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
+def build_app(chunks: int) -> web.Application:
     completion = _completion()
     frames = [_chunk({"role": "assistant", "content": ""}, None)]
     frames += [_chunk({"content": f"tok{i} "}, None) for i in range(max(chunks - 2, 0))]
@@ -96,11 +68,8 @@ def build_app(chunks: int, pace_ms: float = 5.0) -> web.Application:
             return web.Response(body=completion, content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        if "paced" in str(body.get("model", "")):
-            await _paced(resp, chunks, pace_ms / 1000.0)
-        else:
-            for frame in frames:
-                await resp.write(frame)
+        for frame in frames:
+            await resp.write(frame)
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(usage_frame)
         await resp.write(done)
@@ -120,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=20)
-    parser.add_argument("--pace-ms", type=float, default=5.0)
+    parser.add_argument("--pace-ms", type=float, default=5.0, help="ignored (paced_upstream.py)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -129,7 +98,7 @@ def main() -> None:
     except ImportError:
         pass
     web.run_app(
-        build_app(args.chunks, args.pace_ms),
+        build_app(args.chunks),
         host="127.0.0.1",
         port=args.port,
         access_log=None,
