@@ -180,3 +180,18 @@ async def test_weighted_balance_over_many_requests(
     assert abs(served["e1"] / 400 - 0.75) < 0.08  # 3.7 standard deviations
     health = await rig.health()
     assert health["e1/echo-1"]["window_attempts"] == served["e1"]
+
+
+async def test_a_streamed_answer_feeds_its_deployments_time_to_first_token(
+    rig: Rig, sdk: openai.AsyncOpenAI
+) -> None:
+    assert (await rig.health())["a/a-model"]["ewma_ttft_ms"] is None
+    stream = await sdk.chat.completions.create(model="t/single", messages=MESSAGES, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text  # the fake streams its reply text
+    health = await rig.health()
+    assert health["a/a-model"]["ewma_ttft_ms"] is not None  # taken at the relay's first chunk
+    assert health["b/b-model"]["ewma_ttft_ms"] is None
+    lines = await rig.wait_journal(1)
+    assert lines[0]["stream"] is True and lines[0]["ttft_ms"] is not None
+    await rig.assert_no_leaks()

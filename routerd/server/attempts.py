@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,25 +89,24 @@ class _Attempt:
 
 
 class TrackedStream:
-    """A streamed upstream answer whose attempt is settled when the relay releases it."""
+    """A streamed upstream answer whose attempt is settled when the relay releases it.
+
+    The attempt's time to first byte is taken by the relay's `ctx.first_byte()` (the context's
+    hook), so the body's chunks come straight from the transport: no generator layer per chunk.
+    """
 
     def __init__(self, response: UpstreamResponse, attempt: _Attempt) -> None:
         self._response = response
         self._attempt = attempt
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
+        attempt.ctx.on_first_byte = attempt.first_byte
 
     async def read(self) -> bytes:
         return await self._response.read()
 
-    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
-        first = True
-        async with aclosing(self._response.iter_chunks()) as chunks:
-            async for chunk in chunks:
-                if first:
-                    first = False
-                    self._attempt.first_byte()
-                yield chunk
+    def iter_chunks(self) -> AsyncGenerator[bytes, None]:
+        return self._response.iter_chunks()
 
     def release(self) -> None:
         self._response.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -51,6 +52,7 @@ class RequestContext:
     prompt_estimate: int = 0  # tokens (bytes / 4), for a stream cut before its usage arrived
     frames_sent: int = 0  # SSE events written to the client
     deployment: str | None = None  # "provider/upstream_model" of the deployment that answered
+    on_first_byte: Callable[[], None] | None = None  # the answering attempt's, for a stream
 
     def fail(self, err: RouterdError) -> None:
         self.status = err.status
@@ -59,6 +61,9 @@ class RequestContext:
     def first_byte(self) -> None:
         if self.ttft is None:
             self.ttft = time.perf_counter() - self.started
+            hook, self.on_first_byte = self.on_first_byte, None
+            if hook is not None:
+                hook()
 
 
 def streamed_usage(usage: Usage, ctx: RequestContext) -> Usage:
