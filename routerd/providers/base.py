@@ -98,7 +98,7 @@ class Failable(Protocol):
     def set_exception(self, exc: BaseException) -> None: ...
 
 
-class _IdleWatch:
+class IdleWatch:
     """The idle limit of one body: one timer per idle period (not one per chunk), which fails
     the pending read with TimeoutError when routerd has waited `idle` seconds for the next chunk.
     Time the client spends consuming a chunk does not count: only the wait in `readany`."""
@@ -148,7 +148,7 @@ class _AiohttpResponse:
 
     async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         content = self.response.content
-        watch = _IdleWatch(content, self.idle) if self.idle else None
+        watch = IdleWatch(content, self.idle) if self.idle else None
         try:
             while True:
                 if watch is not None:
@@ -236,7 +236,6 @@ class AiohttpTransport:
     """HTTP to one provider over one pooled ClientSession, created lazily inside the loop."""
 
     def __init__(self, config: ProviderConfig) -> None:
-        self._name = config.name
         self._pool_size = config.pool_size
         self._session: aiohttp.ClientSession | None = None
         self._limit = ConcurrencyLimit(config)

@@ -10,7 +10,7 @@ trusted through `SSL_CERT_FILE`), responses parsed by httptools (see `http1_conn
   request's headers (a header or URL with a line break is refused, never sent), the body.
 - Timeouts: `connect` (TCP + TLS of a new connection), `first_byte` (until the response
   headers, pool wait and connect included), `idle` (the longest gap between two body chunks
-  while routerd waits for one: `_IdleWatch`, one timer per idle period) and `total` (the whole
+  while routerd waits for one: `IdleWatch`, one timer per idle period) and `total` (the whole
   exchange). The header and total limits are plain loop timers, not `asyncio.timeout` scopes.
 - The provider's `max_concurrency` slots are the shared `ConcurrencyLimit`.
 - `release()` gives the connection back to the pool only when the whole body arrived and the
@@ -36,10 +36,10 @@ from routerd.config.model import ProviderConfig
 from routerd.errors import ErrorCode
 from routerd.providers.base import (
     ConcurrencyLimit,
+    IdleWatch,
     UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
-    _IdleWatch,
     upstream_closed,
     upstream_failed,
     upstream_timeout,
@@ -143,7 +143,7 @@ class Http1Response:
         conn = self._conn
         if conn is None:
             return
-        watch = _IdleWatch(conn, self._idle) if self._idle and not conn.done else None
+        watch = IdleWatch(conn, self._idle) if self._idle and not conn.done else None
         decoder = self._decoder
         try:
             while True:
