@@ -113,10 +113,10 @@ async def test_model_timeouts_override_the_providers(
     rig: Rig, faulty: FaultyUpstream, sdk: openai.AsyncOpenAI
 ) -> None:
     faulty.modes["a"] = "hang_headers"
-    faulty.hang_seconds = 0.3  # within the provider's first_byte (0.5 s)
+    faulty.hang_seconds = 0.15  # well within the provider's first_byte (0.5 s)
     assert await ask(sdk, "t/single") == "a"
     doc = catalog(faulty)
-    doc["models"]["t/single"]["timeouts"] = {"first_byte": 0.1}
+    doc["models"]["t/single"]["timeouts"] = {"first_byte": 0.05}
     await reload_with(rig, doc)
     with pytest.raises(openai.APIStatusError) as caught:
         await sdk.chat.completions.create(model="t/single", messages=MESSAGES)
