@@ -44,6 +44,11 @@ class Metrics:
         r = self.registry
         self._series = RequestSeries()  # requests, durations, TTFT, tokens, cost
         r.register(self._series)
+        #: Record one finished request (call once, after the response is complete):
+        #: (ingress, model, provider, status, duration_s, ttft_s, prompt_tokens,
+        #: completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_pico).
+        #: The series' own method, bound here: no wrapper call on the request path.
+        self.observe_request = self._series.observe
         self.in_flight = Gauge(
             "routerd_in_flight_requests",
             "Requests currently being handled.",
@@ -114,27 +119,6 @@ class Metrics:
         self._init_routing()
 
     # -- requests ---------------------------------------------------------------------------
-
-    def observe_request(
-        self,
-        ingress: str,
-        model: str,
-        provider: str,
-        status: int,
-        duration_s: float,
-        ttft_s: float | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cached_tokens: int,
-        cache_write_tokens: int,
-        reasoning_tokens: int,
-        cost_pico: int,
-    ) -> None:
-        """Record one finished request (call once, after the response is complete)."""
-        self._series.observe(
-            ingress, model, provider, status, duration_s, ttft_s, prompt_tokens,
-            completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_pico,
-        )  # fmt: skip
 
     def request_started(self) -> None:
         """A request entered the server (pair with `request_finished`)."""

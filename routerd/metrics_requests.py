@@ -52,7 +52,11 @@ def _use_created() -> bool:
 
 
 class Histogram:
-    """One histogram series: per-bucket (not cumulative) counts, the sum, the creation time."""
+    """One histogram series: per-bucket (not cumulative) counts, the sum, the creation time.
+
+    A value counts in the first bucket whose bound is >= value (Prometheus `le`):
+    `counts[bisect_left(DURATION_BUCKETS, value)]`, the last one being +Inf.
+    """
 
     __slots__ = ("counts", "created", "sum")
 
@@ -60,11 +64,6 @@ class Histogram:
         self.counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
         self.sum = 0.0
         self.created = time.time()
-
-    def observe(self, value: float) -> None:
-        """Count `value` in the first bucket whose bound is >= value (Prometheus `le`)."""
-        self.counts[bisect_left(DURATION_BUCKETS, value)] += 1
-        self.sum += value
 
 
 class RequestSeries(Collector):
@@ -103,12 +102,14 @@ class RequestSeries(Collector):
         hist = self.durations.get(ingress)
         if hist is None:
             hist = self.durations[ingress] = Histogram()
-        hist.observe(duration_s)
+        hist.counts[bisect_left(DURATION_BUCKETS, duration_s)] += 1
+        hist.sum += duration_s
         if ttft_s is not None:
             hist = self.ttfts.get(provider)
             if hist is None:
                 hist = self.ttfts[provider] = Histogram()
-            hist.observe(ttft_s)
+            hist.counts[bisect_left(DURATION_BUCKETS, ttft_s)] += 1
+            hist.sum += ttft_s
         tokens = self.tokens
         if prompt_tokens > 0:
             tokens[0] += prompt_tokens

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 
 import structlog
@@ -35,7 +36,7 @@ class RequestContext:
     ingress: str
     table: RoutingTable
     started: float = field(default_factory=time.perf_counter)
-    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ts: datetime = field(default_factory=partial(datetime.now, UTC))  # C call, no lambda frame
     key: KeyEntry | None = None
     model: str = ""
     route: ModelRoute | None = None
