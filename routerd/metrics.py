@@ -3,8 +3,9 @@
 `Metrics` is created once per process and outlives config reloads. It owns its own
 `CollectorRegistry` (never the global one), so tests and embedders can build as many as they
 like. Label sets are bounded: model and provider come from the catalog ("" when unknown), never
-from keys or users. The per-request methods cache label children in dicts keyed by label tuples,
-so the hot path does one dict lookup per series instead of a `.labels()` call.
+from keys or users. The per-request series (requests, durations, TTFT, tokens, cost) are plain
+numbers in `metrics_requests.RequestSeries`, turned into families only when scraped: the request
+path takes no lock. The other methods cache label children in dicts keyed by label tuples.
 
 The cost counter is kept as an integer count of picodollars and converted to USD only when
 scraped, so it sums exactly (one rounding per scrape, none per request).
@@ -13,67 +14,25 @@ scraped, so it sums exactly (one rounding per scrape, none per request).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from routerd.metering.budgets import BudgetRule
+from routerd.metrics_requests import DURATION_BUCKETS, TOKEN_TYPES, RequestSeries
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_TYPES", "Metrics"]
-
-#: Latency buckets for LLM calls: from a cache hit (5 ms) to a long generation (5 min).
-DURATION_BUCKETS: tuple[float, ...] = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    20.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-)
-
-#: Values of the `type` label of `routerd_tokens_total`.
-TOKEN_TYPES: tuple[str, ...] = ("prompt", "completion", "cached", "cache_write", "reasoning")
 
 _PICO_PER_USD = 10**12
 
 
 MAX_DROPPED_FIELD_LABELS = 64
-
-
-class _CostCollector(Collector):
-    """Exposes `routerd_cost_usd_total` from an exact integer picodollar sum."""
-
-    def __init__(self) -> None:
-        self.pico = 0
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(
-            "routerd_cost_usd",
-            "Metered cost of requests in US dollars.",
-            value=self.pico / _PICO_PER_USD,
-        )
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily("routerd_cost_usd", "Metered cost of requests in US dollars.")
 
 
 class Metrics:
@@ -83,34 +42,13 @@ class Metrics:
         self._dropped_names: set[str] = set()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "routerd_requests",
-            "Requests answered, by ingress format, catalog model, provider and HTTP status.",
-            ("ingress", "model", "provider", "code"),
-            registry=r,
-        )
-        self.request_duration = Histogram(
-            "routerd_request_duration_seconds",
-            "Time from request received to response finished, by ingress format.",
-            ("ingress",),
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.upstream_ttft = Histogram(
-            "routerd_upstream_ttft_seconds",
-            "Time from upstream request sent to first upstream token, by provider.",
-            ("provider",),
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.tokens = Counter(
-            "routerd_tokens",
-            "Tokens metered, by type (prompt, completion, cached, cache_write, reasoning).",
-            ("type",),
-            registry=r,
-        )
-        self._cost = _CostCollector()
-        r.register(self._cost)
+        self._series = RequestSeries()  # requests, durations, TTFT, tokens, cost
+        r.register(self._series)
+        #: Record one finished request (call once, after the response is complete):
+        #: (ingress, model, provider, status, duration_s, ttft_s, prompt_tokens,
+        #: completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost_pico).
+        #: The series' own method, bound here: no wrapper call on the request path.
+        self.observe_request = self._series.observe
         self.in_flight = Gauge(
             "routerd_in_flight_requests",
             "Requests currently being handled.",
@@ -175,64 +113,12 @@ class Metrics:
         self._budget_ids: set[str] = set()
 
         # Pre-create the small fixed label sets; the rest are cached on first use.
-        self._token_children = {t: self.tokens.labels(t) for t in TOKEN_TYPES}
         self._reload_ok = self.config_reloads.labels("success")
         self._reload_error = self.config_reloads.labels("error")
-        self._request_children: dict[tuple[str, str, str, int], Counter] = {}
-        self._duration_children: dict[str, Histogram] = {}
-        self._ttft_children: dict[str, Histogram] = {}
         self._dropped_children: dict[tuple[str, str], Counter] = {}
         self._init_routing()
 
     # -- requests ---------------------------------------------------------------------------
-
-    def observe_request(
-        self,
-        ingress: str,
-        model: str,
-        provider: str,
-        status: int,
-        duration_s: float,
-        ttft_s: float | None,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cached_tokens: int,
-        cache_write_tokens: int,
-        reasoning_tokens: int,
-        cost_pico: int,
-    ) -> None:
-        """Record one finished request (call once, after the response is complete)."""
-        key = (ingress, model, provider, status)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self.requests.labels(ingress, model, provider, str(status))
-            self._request_children[key] = child
-        child.inc()
-
-        hist = self._duration_children.get(ingress)
-        if hist is None:
-            hist = self._duration_children[ingress] = self.request_duration.labels(ingress)
-        hist.observe(duration_s)
-
-        if ttft_s is not None:
-            ttft = self._ttft_children.get(provider)
-            if ttft is None:
-                ttft = self._ttft_children[provider] = self.upstream_ttft.labels(provider)
-            ttft.observe(ttft_s)
-
-        tokens = self._token_children
-        if prompt_tokens:
-            tokens["prompt"].inc(prompt_tokens)
-        if completion_tokens:
-            tokens["completion"].inc(completion_tokens)
-        if cached_tokens:
-            tokens["cached"].inc(cached_tokens)
-        if cache_write_tokens:
-            tokens["cache_write"].inc(cache_write_tokens)
-        if reasoning_tokens:
-            tokens["reasoning"].inc(reasoning_tokens)
-        if cost_pico > 0:
-            self._cost.pico += cost_pico
 
     def request_started(self) -> None:
         """A request entered the server (pair with `request_finished`)."""

@@ -15,7 +15,14 @@ from routerd.metering.pricing import (
     pico_to_usd,
     usd_per_million_to_pico_per_token,
 )
-from routerd.metering.usage import JournalRecord, Usage, parse_journal_line
+from routerd.metering.usage import (
+    JournalRecord,
+    TsFormatter,
+    Usage,
+    finished_record,
+    format_ts,
+    parse_journal_line,
+)
 
 DESIGN_FIELDS = [
     "ts", "request_id", "key_id", "user", "tags", "ingress", "model", "resolved_model",
@@ -232,3 +239,87 @@ def test_parse_journal_line() -> None:
     assert parse_journal_line(b"") is None
     assert parse_journal_line(b"[1, 2]") is None
     assert parse_journal_line(b"\xff\xfe") is None
+
+
+# One full line per shape, byte for byte: the journal contract log pipelines parse.
+GOLDEN_OK = (
+    b'{"ts":"2026-11-24T10:00:00.123Z","request_id":"req-1","key_id":"search-team",'
+    b'"user":"alice","tags":["search"],"ingress":"chat_completions","model":"fast",'
+    b'"resolved_model":"openai/gpt-4.1-mini","provider":"openai","upstream_model":"gpt-4.1-mini",'
+    b'"stream":true,"status":200,"error_code":null,"prompt_tokens":12,"completion_tokens":40,'
+    b'"cached_tokens":0,"cache_write_tokens":0,"reasoning_tokens":0,"cost_pico_usd":68800000,'
+    b'"cost_usd":0.0000688,"latency_ms":812,"ttft_ms":140,"attempts":1,"config_generation":3,'
+    b'"deployment":"openai/gpt-4.1-mini","usage_estimated":false}\n'
+)
+GOLDEN_FAILED = (
+    b'{"ts":"2026-11-24T10:00:00.123Z","request_id":"req-1","key_id":null,"user":null,'
+    b'"tags":[],"ingress":"chat_completions","model":"fast","resolved_model":null,'
+    b'"provider":null,"upstream_model":null,"stream":false,"status":401,'
+    b'"error_code":"invalid_api_key","prompt_tokens":0,"completion_tokens":0,"cached_tokens":0,'
+    b'"cache_write_tokens":0,"reasoning_tokens":0,"cost_pico_usd":0,"cost_usd":0,'
+    b'"latency_ms":812,"ttft_ms":null,"attempts":0,"config_generation":3,"deployment":null,'
+    b'"usage_estimated":false}\n'
+)
+FAILED_FIELDS: dict[str, Any] = {
+    "key_id": None, "user": None, "tags": (), "resolved_model": None, "provider": None,
+    "upstream_model": None, "stream": False, "status": 401, "error_code": "invalid_api_key",
+    "prompt_tokens": 0, "completion_tokens": 0, "cost_pico_usd": 0, "ttft_ms": None,
+    "attempts": 0,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "golden"),
+    [({"deployment": "openai/gpt-4.1-mini"}, GOLDEN_OK), (FAILED_FIELDS, GOLDEN_FAILED)],
+)
+def test_journal_line_is_golden(overrides: dict[str, Any], golden: bytes) -> None:
+    record = make_record(**overrides)
+    assert record.to_json_line() == golden
+    ts_text = TsFormatter()  # the writer's formatter: the first call fills it, the next reuse it
+    assert [record.to_json_line(ts_text) for _ in range(3)] == [golden] * 3
+
+
+def _finished(record: JournalRecord) -> JournalRecord:
+    usage = Usage(
+        record.prompt_tokens, record.completion_tokens, record.cached_tokens,
+        record.cache_write_tokens, record.reasoning_tokens,
+    )  # fmt: skip
+    return finished_record(
+        record.ts, record.request_id, record.key_id, record.user, tuple(record.tags),
+        record.ingress, record.model, record.resolved_model, record.provider,
+        record.upstream_model, record.stream, record.status, record.error_code, usage,
+        record.cost_pico_usd, record.latency_ms, record.ttft_ms, record.attempts,
+        record.config_generation, record.deployment, record.usage_estimated,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"deployment": "openai/gpt-4.1-mini"},
+        FAILED_FIELDS,
+        {
+            "cached_tokens": 4,
+            "cache_write_tokens": 2,
+            "reasoning_tokens": 9,
+            "usage_estimated": True,
+        },
+    ],
+)
+def test_finished_record_sets_every_field_like_the_dataclass(overrides: dict[str, Any]) -> None:
+    expected = make_record(**overrides)
+    built = _finished(expected)
+    assert dataclasses.asdict(built) == dataclasses.asdict(expected)  # every slot is set
+    assert built == expected
+    assert built.to_json_line() == expected.to_json_line()
+
+
+def test_ts_formatter_matches_format_ts_across_seconds_days_and_zones() -> None:
+    ts_text = TsFormatter()
+    start = datetime(2026, 12, 31, 23, 59, 58, 999_000, tzinfo=UTC)
+    plus_two = timezone(timedelta(hours=2))
+    for step in range(3000):
+        ts = start + timedelta(microseconds=step * 997)
+        for variant in (ts, ts.astimezone(plus_two), ts.replace(tzinfo=None)):
+            assert ts_text(variant) == format_ts(variant)
+    assert ts_text(start) == "2026-12-31T23:59:58.999Z"

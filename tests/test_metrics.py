@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+import random
+import re
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    disable_created_metrics,
+    enable_created_metrics,
+)
 
 from routerd.metrics import Metrics
+from tests.metrics_reference import (
+    ReferenceRequestMetrics,
+    request_families,
+    without_created_values,
+)
 
 
 def _observe(m: Metrics, **overrides: object) -> None:
@@ -151,3 +165,63 @@ def test_dropped_field_labels_are_capped() -> None:
     assert len(series) == MAX_DROPPED_FIELD_LABELS + 1
     other = next(line for line in series if 'field="other"' in line)
     assert other.endswith(f" {200 - MAX_DROPPED_FIELD_LABELS}.0")
+
+
+def _random_observations(seed: int, n: int) -> list[tuple[object, ...]]:
+    rnd = random.Random(seed)
+    durations = [0.0, 0.0049, 0.005, 0.25, 1.0, 299.0, 300.0, 301.0, 4000.0]
+    out: list[tuple[object, ...]] = []
+    for _ in range(n):
+        out.append(
+            (
+                rnd.choice(["chat_completions", "messages", "responses", "embeddings"]),
+                rnd.choice(["", "fake/gpt-test", "echo/echo-1"]),
+                rnd.choice(["", "fake", "echo"]),
+                rnd.choice([200, 400, 429, 499, 502]),
+                rnd.choice([*durations, rnd.random() * 5]),
+                rnd.choice([None, 0.005, rnd.random()]),
+                rnd.randint(0, 3000),
+                rnd.choice([0, rnd.randint(1, 500)]),
+                rnd.choice([0, 7]),
+                rnd.choice([0, 3]),
+                rnd.choice([0, 11]),
+                rnd.choice([0, 1, 68_800_000, 10**12 + 5]),
+            )
+        )
+    return out
+
+
+def _request_text(m: Metrics) -> str:
+    return without_created_values(request_families(_text(m)))
+
+
+def test_request_series_render_exactly_as_stock_prometheus_client() -> None:
+    m, ref = Metrics(), ReferenceRequestMetrics()
+    assert _request_text(m) == without_created_values(ref.text())  # before any request
+    for args in _random_observations(7, 2000):
+        m.observe_request(*args)  # type: ignore[arg-type]
+        ref.observe_request(*args)  # type: ignore[arg-type]
+    text = _request_text(m)
+    assert text == without_created_values(ref.text())
+    assert 'routerd_requests_created{code="499",' in text
+    assert 'routerd_request_duration_seconds_bucket{ingress="messages",le="+Inf"}' in text
+    created = [
+        float(line.split()[-1])
+        for line in _text(m).splitlines()
+        if re.match(r"routerd_(requests|request_duration_seconds|tokens)_created\{", line)
+    ]
+    assert created and all(1.6e9 < t <= time.time() for t in created)
+
+
+def test_request_series_follow_the_created_switch() -> None:
+    disable_created_metrics()
+    try:
+        m, ref = Metrics(), ReferenceRequestMetrics()
+        for args in _random_observations(8, 50):
+            m.observe_request(*args)  # type: ignore[arg-type]
+            ref.observe_request(*args)  # type: ignore[arg-type]
+        text = request_families(_text(m))
+        assert text == ref.text()
+        assert "_created" not in text
+    finally:
+        enable_created_metrics()

@@ -7,8 +7,14 @@ import re
 import aiohttp
 import openai
 import pytest
+import structlog
 
 from tests.conftest import ECHO_KEY, FULL_KEY, Routerd
+from tests.metrics_reference import (
+    ReferenceRequestMetrics,
+    request_families,
+    without_created_values,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -125,3 +131,81 @@ async def test_generation_metadata_for_the_same_key_only(
     async with http.get(url, headers={"Authorization": f"Bearer {ECHO_KEY}"}) as resp:
         assert resp.status == 404  # another key's request is invisible
         assert (await resp.json())["error"]["code"] == "not_found"
+
+
+def _mask_observed_times(text: str) -> str:
+    """Bucket counts and sums of the two latency histograms depend on wall time: mask them."""
+    return re.sub(
+        r"^(routerd_(?:request_duration|upstream_ttft)_seconds_(?:bucket|sum)\{[^}]*\}) \S+$",
+        r"\1 V",
+        text,
+        flags=re.MULTILINE,
+    )
+
+
+async def test_request_metrics_scrape_like_stock_prometheus_client(
+    routerd: Routerd, client: openai.AsyncOpenAI, http: aiohttp.ClientSession
+) -> None:
+    """After real requests (ok, streamed, embeddings, refused, unknown model), the per-request
+    families equal what stock prometheus_client collectors fed the same requests export: same
+    families, series, labels, counts, tokens, cost and `_created` series."""
+    await client.chat.completions.create(model="fast", messages=MESSAGES)
+    stream = await client.chat.completions.create(
+        model="fake/gpt-test", messages=MESSAGES, stream=True
+    )
+    async for _ in stream:
+        pass
+    await client.embeddings.create(model="echo/echo-embed-1", input=["a b", "c"])
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="nope/none", messages=MESSAGES)
+    async with openai.AsyncOpenAI(
+        base_url=f"{routerd.url}/v1", api_key=ECHO_KEY, max_retries=0
+    ) as echo:
+        with pytest.raises(openai.PermissionDeniedError):
+            await echo.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+    lines = await routerd.wait_journal(5)
+    assert len(lines) == 5
+
+    ref = ReferenceRequestMetrics()
+    for line in lines:
+        ttft = line["ttft_ms"]
+        ref.observe_request(
+            line["ingress"], line["resolved_model"] or "", line["provider"] or "",
+            line["status"], line["latency_ms"] / 1000, None if ttft is None else ttft / 1000,
+            line["prompt_tokens"], line["completion_tokens"], line["cached_tokens"],
+            line["cache_write_tokens"], line["reasoning_tokens"], line["cost_pico_usd"],
+        )  # fmt: skip
+    scraped = request_families(await routerd.metrics_text(http))
+    assert _mask_observed_times(without_created_values(scraped)) == _mask_observed_times(
+        without_created_values(ref.text())
+    )
+    assert scraped.count("_created{") == ref.text().count("_created{") > 0
+    assert sample(scraped, "routerd_request_duration_seconds_count", ingress="embeddings") == 1
+    assert sample(scraped, "routerd_tokens_total", type="prompt") == sum(
+        line["prompt_tokens"] for line in lines
+    )
+
+
+async def test_request_log_event_keeps_its_fields(
+    routerd: Routerd, client: openai.AsyncOpenAI
+) -> None:
+    with structlog.testing.capture_logs() as events:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="fake/gpt-test", messages=MESSAGES
+        )
+    (event,) = [e for e in events if e["event"] == "request"]
+    assert event == {
+        "event": "request",
+        "log_level": "info",
+        "request_id": raw.headers["X-Request-Id"],
+        "key_id": "full",
+        "ingress": "chat_completions",
+        "model": "fake/gpt-test",
+        "provider": "fake",
+        "status": 200,
+        "error_code": None,
+        "latency_ms": event["latency_ms"],
+        "prompt_tokens": 1200,
+        "completion_tokens": 50,
+    }
+    assert isinstance(event["latency_ms"], int)

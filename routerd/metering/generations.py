@@ -28,10 +28,12 @@ class GenerationCache:
         self._items: OrderedDict[str, tuple[float, JournalRecord]] = OrderedDict()
 
     def put(self, record: JournalRecord) -> None:
-        self._items[record.request_id] = (self._clock() + self._ttl, record)
-        self._items.move_to_end(record.request_id)
-        while len(self._items) > self._max:
-            self._items.popitem(last=False)
+        items, request_id = self._items, record.request_id
+        if request_id in items:  # a client-chosen id seen again: the newest is the one kept
+            del items[request_id]
+        items[request_id] = (self._clock() + self._ttl, record)  # a new key goes last
+        while len(items) > self._max:
+            items.popitem(last=False)
 
     def get(self, request_id: str, key_id: str) -> JournalRecord | None:
         item = self._items.get(request_id)

@@ -7,8 +7,9 @@ batch, and applies the fsync policy (blocking fsync runs in a thread). `journal_
 `iter_journal` read the files back, skipping torn or invalid lines.
 
 Robustness choices:
-- `put` is the request path: it waits for room when the queue is full (back-pressure: a request
-  finishes only once its line is queued, so memory stays bounded by `queue_size`). `submit`
+- `offer` then `put` is the request path: `offer` queues without a coroutine when there is
+  room; `put` waits for room when the queue is full (back-pressure: a request finishes only
+  once its line is queued, so memory stays bounded by `queue_size`). `submit`
   never waits and never drops: when full it schedules an awaiting `put` (counted in
   `overflow_puts`), for callers that cannot await. `flush` waits until every accepted record
   went through a write attempt (admin usage reads and budget rebuilds use it).
@@ -34,7 +35,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from routerd.metering.usage import JournalRecord
+from routerd.metering.usage import JournalRecord, TsFormatter
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -228,6 +229,7 @@ class JournalWriter:
         self._accepted = 0
         self._processed = 0
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._ts_text = TsFormatter()
 
     @property
     def directory(self) -> Path:
@@ -259,6 +261,17 @@ class JournalWriter:
             task = asyncio.get_running_loop().create_task(self._queue.put(record))
             self._overflow.add(task)
             task.add_done_callback(self._overflow.discard)
+
+    def offer(self, record: JournalRecord) -> bool:
+        """Queue a record if there is room now (the request path's usual case, no coroutine);
+        False when the queue is full: then `await put(record)`."""
+        self._check_open()
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            return False
+        self._accepted += 1
+        return True
 
     async def put(self, record: JournalRecord) -> None:
         """Queue a record, waiting for room (back-pressure)."""
@@ -420,9 +433,10 @@ class JournalWriter:
 
     def _serialize(self, records: list[JournalRecord]) -> list[tuple[date, bytes]]:
         entries = []
+        ts_text = self._ts_text
         for record in records:
             try:
-                entries.append((record.day, record.to_json_line()))
+                entries.append((record.day, record.to_json_line(ts_text)))
             except (TypeError, ValueError) as exc:
                 log.error("journal_record_unserializable", error=type(exc).__name__)
                 self._report(exc)

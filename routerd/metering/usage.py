@@ -8,14 +8,15 @@ parse of one line back into a dict. No I/O here; `journal.py` writes and reads t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 
 _PICO_DIGITS = 12  # 1 USD = 10**12 pico-USD
+_PICO_PER_USD = 10**_PICO_DIGITS
 
 
 def _count(value: Any) -> int:
@@ -63,20 +64,52 @@ class Usage:
 
 def format_ts(ts: datetime) -> str:
     """`2026-11-24T10:00:00.123Z`: UTC, millisecond precision. A naive datetime is taken as UTC."""
+    if ts.tzinfo is UTC:  # what the request path makes: one C call, no conversion
+        return ts.isoformat(timespec="milliseconds")[:-6] + "Z"
     if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC)
-    return (
-        f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:"
-        f"{ts.second:02d}.{ts.microsecond // 1000:03d}Z"
-    )
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts.isoformat(timespec="milliseconds") + "Z"  # truncates to ms, like // 1000
 
 
 def pico_usd_decimal(pico: int) -> str:
     """An exact plain decimal for a pico-USD amount: 68800000 -> "0.0000688" (no exponent)."""
+    if 0 < pico < _PICO_PER_USD:  # the usual request: a fraction of a dollar
+        return f"0.{pico:012d}".rstrip("0")
     sign = "-" if pico < 0 else ""
     digits = str(abs(pico)).rjust(_PICO_DIGITS + 1, "0")
     whole, frac = digits[:-_PICO_DIGITS], digits[-_PICO_DIGITS:].rstrip("0")
     return f"{sign}{whole}.{frac}" if frac else f"{sign}{whole}"
+
+
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+class TsFormatter:
+    """`format_ts` that remembers the UTC second it formatted last.
+
+    The journal writer formats records in arrival order, so consecutive `ts` mostly share their
+    second: then the text is the remembered `YYYY-MM-DDTHH:MM:SS` plus a precomputed `.mmmZ`
+    (no date arithmetic, no formatting). Anything else goes through `format_ts`. One instance per
+    writer (not shared across threads).
+    """
+
+    __slots__ = ("_end", "_prefix", "_start")
+
+    def __init__(self) -> None:
+        self._start = self._end = _EPOCH
+        self._prefix = ""
+
+    def __call__(self, ts: datetime) -> str:
+        if ts.tzinfo is UTC and self._start <= ts < self._end:
+            return self._prefix + _MILLIS[ts.microsecond // 1000]
+        text = format_ts(ts)
+        if ts.tzinfo is UTC:
+            self._start = ts.replace(microsecond=0)
+            self._end = self._start + _SECOND
+            self._prefix = text[:-5]
+        return text
 
 
 @dataclass(slots=True, kw_only=True)
@@ -121,7 +154,9 @@ class JournalRecord:
     @property
     def day(self) -> date:
         """The UTC date of `ts`: which daily journal file the record belongs to."""
-        ts = self.ts.astimezone(UTC) if self.ts.tzinfo is not None else self.ts
+        ts = self.ts
+        if ts.tzinfo is not None and ts.tzinfo is not UTC:
+            ts = ts.astimezone(UTC)
         return ts.date()
 
     def set_usage(self, usage: Usage, cost_pico_usd: int) -> None:
@@ -134,11 +169,14 @@ class JournalRecord:
         self.cost_pico_usd = cost_pico_usd
         self.cost_usd = cost_pico_usd / 10**_PICO_DIGITS
 
-    def to_json_line(self) -> bytes:
-        """One compact JSON object and a newline; `cost_usd` is written as a plain decimal."""
+    def to_json_line(self, ts_text: Callable[[datetime], str] = format_ts) -> bytes:
+        """One compact JSON object and a newline; `cost_usd` is written as a plain decimal.
+
+        `ts_text` formats `ts` (the writer passes its `TsFormatter`: same text, cheaper).
+        """
         return orjson.dumps(
             {
-                "ts": format_ts(self.ts),
+                "ts": ts_text(self.ts),
                 "request_id": self.request_id,
                 "key_id": self.key_id,
                 "user": self.user,
@@ -167,6 +205,68 @@ class JournalRecord:
             },
             option=orjson.OPT_APPEND_NEWLINE,
         )
+
+
+_new_record = object.__new__
+
+
+def finished_record(
+    ts: datetime,
+    request_id: str,
+    key_id: str | None,
+    user: str | None,
+    tags: tuple[str, ...],
+    ingress: str,
+    model: str,
+    resolved_model: str | None,
+    provider: str | None,
+    upstream_model: str | None,
+    stream: bool,
+    status: int,
+    error_code: str | None,
+    usage: Usage,
+    cost_pico_usd: int,
+    latency_ms: int,
+    ttft_ms: int | None,
+    attempts: int,
+    config_generation: int,
+    deployment: str | None,
+    usage_estimated: bool,
+) -> JournalRecord:
+    """The record of one finished request, in one positional pass (the meter step's hot path).
+
+    The same record as `JournalRecord(...)` plus `set_usage(usage, cost_pico_usd)`, without the
+    generated keyword `__init__` (measured: about 7x its cost). Every field is set here, in
+    field order; a test pins that against the dataclass.
+    """
+    r: JournalRecord = _new_record(JournalRecord)
+    r.ts = ts
+    r.request_id = request_id
+    r.key_id = key_id
+    r.user = user
+    r.tags = tags
+    r.ingress = ingress
+    r.model = model
+    r.resolved_model = resolved_model
+    r.provider = provider
+    r.upstream_model = upstream_model
+    r.stream = stream
+    r.status = status
+    r.error_code = error_code
+    r.prompt_tokens = usage.prompt_tokens
+    r.completion_tokens = usage.completion_tokens
+    r.cached_tokens = usage.cached_tokens
+    r.cache_write_tokens = usage.cache_write_tokens
+    r.reasoning_tokens = usage.reasoning_tokens
+    r.cost_pico_usd = cost_pico_usd
+    r.cost_usd = cost_pico_usd / _PICO_PER_USD
+    r.latency_ms = latency_ms
+    r.ttft_ms = ttft_ms
+    r.attempts = attempts
+    r.config_generation = config_generation
+    r.deployment = deployment
+    r.usage_estimated = usage_estimated
+    return r
 
 
 def parse_journal_line(line: bytes) -> dict[str, Any] | None:

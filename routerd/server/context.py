@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 
 import structlog
@@ -20,7 +22,7 @@ from routerd.errors import ErrorCode, RouterdError
 from routerd.metering.ledger import Reservation, Settled
 from routerd.metering.pricing import cost_pico
 from routerd.metering.ratelimit import RateDecision
-from routerd.metering.usage import JournalRecord, Usage
+from routerd.metering.usage import JournalRecord, Usage, finished_record
 from routerd.server.gateway import Gateway
 from routerd.table import KeyEntry, ModelRoute, RoutingTable
 
@@ -34,7 +36,7 @@ class RequestContext:
     ingress: str
     table: RoutingTable
     started: float = field(default_factory=time.perf_counter)
-    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ts: datetime = field(default_factory=partial(datetime.now, UTC))  # C call, no lambda frame
     key: KeyEntry | None = None
     model: str = ""
     route: ModelRoute | None = None
@@ -98,67 +100,57 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
     """Meter one finished request: settle, cost, journal line, metrics, one log event."""
     elapsed = time.perf_counter() - ctx.started
     usage = ctx.usage or Usage()
-    estimated = ctx.frames_sent > 0 and ctx.status >= 400
+    status = ctx.status
+    estimated = ctx.frames_sent > 0 and status >= 400
     if estimated:
         usage = streamed_usage(usage, ctx)
-    cost = cost_pico(usage, ctx.route.prices) if ctx.route and (ctx.usage or estimated) else 0
+    route = ctx.route
+    cost = cost_pico(usage, route.prices) if route and (ctx.usage or estimated) else 0
     key = ctx.key.config if ctx.key else None
-    record = JournalRecord(
-        ts=ctx.ts,
-        request_id=ctx.request_id,
-        key_id=key.id if key else None,
-        user=key.user if key else None,
-        tags=key.tags if key else (),
-        ingress=ctx.ingress,
-        model=ctx.model,
-        resolved_model=ctx.route.id if ctx.route else None,
-        provider=ctx.provider,
-        upstream_model=ctx.upstream_model,
-        stream=ctx.stream,
-        status=ctx.status,
-        error_code=ctx.error_code,
-        latency_ms=round(elapsed * 1000),
-        ttft_ms=round(ctx.ttft * 1000) if ctx.ttft is not None else None,
-        attempts=ctx.attempts,
-        config_generation=ctx.table.generation,
-        usage_estimated=estimated,
-        deployment=ctx.deployment,
-    )
-    record.set_usage(usage, cost)
+    key_id = key.id if key else None
+    resolved = route.id if route else None
+    ttft = ctx.ttft
+    record = finished_record(
+        ctx.ts, ctx.request_id, key_id, key.user if key else None, key.tags if key else (),
+        ctx.ingress, ctx.model, resolved, ctx.provider, ctx.upstream_model, ctx.stream, status,
+        ctx.error_code, usage, cost, round(elapsed * 1000),
+        round(ttft * 1000) if ttft is not None else None, ctx.attempts, ctx.table.generation,
+        ctx.deployment, estimated,
+    )  # fmt: skip
     gateway.generations.put(record)
-    gateway.touch(record.key_id, ctx.ts)
+    gateway.touch(key_id, ctx.ts)
     await _settle(gateway, ctx, record)
+    journal = gateway.journal
     try:
-        await gateway.journal.put(record)
+        if not journal.offer(record):
+            await journal.put(record)
     except RuntimeError:
         log.error("journal_closed", request_id=ctx.request_id)
     gateway.metrics.observe_request(
-        ingress=ctx.ingress,
-        model=ctx.route.id if ctx.route else "",
-        provider=ctx.provider or "",
-        status=ctx.status,
-        duration_s=elapsed,
-        ttft_s=ctx.ttft,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        cost_pico=cost,
-    )
-    log.info(
-        "request",
-        request_id=ctx.request_id,
-        key_id=record.key_id,
-        ingress=ctx.ingress,
-        model=record.resolved_model,
-        provider=ctx.provider,
-        status=ctx.status,
-        error_code=ctx.error_code,
-        latency_ms=record.latency_ms,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-    )
+        ctx.ingress, resolved or "", ctx.provider or "", status, elapsed, ttft,
+        usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+        usage.cache_write_tokens, usage.reasoning_tokens, cost,
+    )  # fmt: skip
+    _log_request(ctx, record)
+
+
+def _log_request(ctx: RequestContext, record: JournalRecord) -> None:
+    """The per-request event at info; at a higher level only a level check runs (no kwargs)."""
+    logger = log.bind()  # what the lazy proxy does per call; the filtering logger is cached
+    if logger.is_enabled_for(logging.INFO):
+        logger.info(
+            "request",
+            request_id=ctx.request_id,
+            key_id=record.key_id,
+            ingress=ctx.ingress,
+            model=record.resolved_model,
+            provider=ctx.provider,
+            status=ctx.status,
+            error_code=ctx.error_code,
+            latency_ms=record.latency_ms,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+        )
 
 
 class metered:  # lower case: used as `async with metered(gateway, ctx)`, like a function
