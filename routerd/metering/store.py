@@ -85,7 +85,8 @@ class Refusal(NamedTuple):
 class RateHit(NamedTuple):
     """Take `cost` units from the bucket `bucket` that refills `limit` units per window.
 
-    In `rate_adjust` the cost may be negative (units given back, e.g. a token estimate corrected).
+    As a correction (`finish`, `rate_adjust`) the cost may be negative (units given back, e.g. a
+    token estimate corrected).
     """
 
     bucket: str
@@ -268,6 +269,7 @@ class InMemoryStore:
         self._reservations: dict[str, tuple[int, tuple[Hold, ...]]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
+        self._checked: object = None  # the last holds found unique (callers reuse the tuple)
 
     # -- one request: admission and settlement -------------------------------------------------
 
@@ -286,7 +288,9 @@ class InMemoryStore:
             if reservation_id in self._reservations:
                 raise ValueError(f"reservation {reservation_id!r} is already held")
             _check_amount(amount, "hold amount")
-        _check_unique(holds, hits, slots)
+        if len(hits) > 1 or len(slots) > 1 or (len(holds) > 1 and holds is not self._checked):
+            _check_unique(holds, hits, slots)
+            self._checked = holds if type(holds) is tuple else None
         now_ms = math.floor(now * 1000)
         buckets = [self._bucket(hit, now_ms) for hit in hits]
         fits = [
@@ -323,19 +327,13 @@ class InMemoryStore:
     ) -> bool:
         _check_amount(actual, "actual cost")
         held = self._reservations.pop(reservation_id, None) if reservation_id else None
+        add = self._add
         if held is not None:
             amount, holds = held
             for hold in holds:
-                windows, counter = self._counter(hold.counter, hold.window_start)
-                counter.reserved -= amount
-                counter.spent += actual
-                if len(windows) > 2:
-                    self._collect(windows)
+                add(hold.counter, hold.window_start, actual, -amount)
         for target in spends:
-            windows, counter = self._counter(target.counter, target.window_start)
-            counter.spent += actual
-            if len(windows) > 2:
-                self._collect(windows)
+            add(target.counter, target.window_start, actual, 0)
         self._release(slots)
         if corrections:
             self._adjust(corrections, now)
@@ -358,10 +356,7 @@ class InMemoryStore:
 
     def _hold(self, reservation_id: str, amount: int, holds: tuple[Hold, ...]) -> None:
         for hold in holds:
-            windows, counter = self._counter(hold.counter, hold.window_start)
-            counter.reserved += amount
-            if len(windows) > 2:
-                self._collect(windows)
+            self._add(hold.counter, hold.window_start, 0, amount)
         self._reservations[reservation_id] = (amount, holds)
 
     async def add_spend(self, counter: str, window_start: datetime | None, amount: int) -> None:
@@ -371,27 +366,24 @@ class InMemoryStore:
         for spend in spends:
             _check_amount(spend.amount, "spend amount")
         for spend in spends:
-            windows, counter = self._counter(spend.counter, spend.window_start)
-            counter.spent += spend.amount
-            if len(windows) > 2:
-                self._collect(windows)
+            self._add(spend.counter, spend.window_start, spend.amount, 0)
 
     async def read(self, counter: str, window_start: datetime | None) -> CounterState:
         state = self._counters.get(counter, _NO_WINDOWS).get(window_start)
         return CounterState() if state is None else CounterState(state.spent, state.reserved)
 
-    def _counter(
-        self, counter: str, window_start: datetime | None
-    ) -> tuple[dict[datetime | None, _Counter], _Counter]:
-        """The counter's windows and its mutable window `window_start`, created at zero; callers
-        `_collect` the windows after changing it when there are more than two."""
+    def _add(self, counter: str, window_start: datetime | None, spent: int, reserved: int) -> None:
+        """Add to the counter window (created at zero), then collect its old windows."""
         windows = self._counters.get(counter)
         if windows is None:
             windows = self._counters[counter] = {}
         state = windows.get(window_start)
         if state is None:
             state = windows[window_start] = _Counter()
-        return windows, state
+        state.spent += spent
+        state.reserved += reserved
+        if len(windows) > 2:
+            self._collect(windows)
 
     @staticmethod
     def _collect(windows: dict[datetime | None, _Counter]) -> None:
