@@ -279,7 +279,7 @@ class Ledger:
             reservation_id, amount, holds, hits, slots, now.timestamp() if rate else 0.0
         )
         decision = (
-            rate.decide(tokens, result.buckets, result.concurrency_refused)
+            rate.decide(tokens, result.buckets, result.concurrency_refused, admitted=result.allowed)
             if rate is not None
             else None
         )

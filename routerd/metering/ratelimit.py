@@ -242,7 +242,7 @@ class RatePlan:
         """The tpm corrections of a request that used `delta` tokens more than admitted."""
         if not delta:
             return ()
-        return tuple(RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in self.tpm)
+        return tuple([RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in self.tpm])
 
     def decide(
         self,
@@ -250,12 +250,14 @@ class RatePlan:
         buckets: Sequence[BucketState],
         concurrency_refused: str | None,
         lease: ConcurrencyLease = _NO_LEASE,
+        admitted: bool = False,
     ) -> RateDecision:
         """The decision the store's bucket states imply (allowed if every bucket and slot had
-        room, whatever else refused the admission); `lease` holds an allowed one's slots."""
+        room, whatever else refused the admission, as it does when the store `admitted` it);
+        `lease` holds an allowed one's slots."""
         requests = self._headline(self.requests, buckets)
         tokens_status = self._headline(self.tokens, buckets)
-        if concurrency_refused is None and all(state.allowed for state in buckets):
+        if admitted or (concurrency_refused is None and all(state.allowed for state in buckets)):
             return RateDecision(
                 True, requests, tokens_status, scopes=self.scopes, estimated_tokens=tokens,
                 lease=lease,
@@ -330,7 +332,9 @@ class RateLimiter:
             None, 0, (), plan.hits(estimated_tokens), plan.slot_list(), at
         )
         lease = ConcurrencyLease(self._store, plan.slot_names) if result.allowed else _NO_LEASE
-        return plan.decide(estimated_tokens, result.buckets, result.concurrency_refused, lease)
+        return plan.decide(
+            estimated_tokens, result.buckets, result.concurrency_refused, lease, result.allowed
+        )
 
     @asynccontextmanager
     async def admit(

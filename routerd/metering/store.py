@@ -310,11 +310,11 @@ class InMemoryStore:
                 self._hold(reservation_id or "", amount, tuple(holds))
         else:
             allowed = False
-        states = tuple(
+        states = [
             _bucket_state(bucket, hit.bucket, hit.cost, fit)
             for hit, bucket, fit in zip(hits, buckets, fits, strict=True)
-        )
-        return Admission(allowed, states, full, refusal)
+        ]
+        return Admission(allowed, tuple(states), full, refusal)
 
     async def finish(
         self,
@@ -336,7 +336,10 @@ class InMemoryStore:
             add(target.counter, target.window_start, actual, 0)
         self._release(slots)
         if corrections:
-            self._adjust(corrections, now)
+            now_ms = math.floor(now * 1000)
+            for hit in corrections:
+                bucket = self._bucket(hit, now_ms, signed=True)
+                bucket.debt = max(bucket.debt + hit.cost * bucket.window_ms, 0)
         return held is not None
 
     # -- spend counters ------------------------------------------------------------------------
@@ -395,9 +398,6 @@ class InMemoryStore:
     # -- rate buckets and concurrency ----------------------------------------------------------
 
     async def rate_adjust(self, hits: Sequence[RateHit], now: float) -> tuple[BucketState, ...]:
-        return self._adjust(hits, now)
-
-    def _adjust(self, hits: Sequence[RateHit], now: float) -> tuple[BucketState, ...]:
         now_ms = math.floor(now * 1000)
         states = []
         for hit in hits:

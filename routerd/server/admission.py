@@ -43,7 +43,8 @@ class Estimate(NamedTuple):
 
 
 def estimate(raw: bytes, body: dict[str, Any], embeddings: bool = False) -> Estimate:
-    images = sum(raw.count(marker) for marker in _IMAGE_MARKERS)
+    # every marker contains b"image": one scan of a text-only body instead of one per marker
+    images = sum(raw.count(marker) for marker in _IMAGE_MARKERS) if b"image" in raw else 0
     requested = None
     if not embeddings:
         for name in _MAX_TOKEN_FIELDS:
