@@ -5,7 +5,9 @@ async `LedgerStore` protocol, and `InMemoryStore`, the default implementation. A
 will implement the same protocol so several routerd instances share budgets and limits; therefore:
 
 - Every protocol method is ONE atomic operation (a Lua script in Redis). Check-and-hold never
-  spans two calls, and nothing here assumes the caller runs in the same process.
+  spans two calls, and nothing here assumes the caller runs in the same process. A request is
+  two calls: `admit` (rate hits, concurrency slots and budget holds, all or nothing) and
+  `finish` (holds replaced by the actual cost, usage spends, slots back, token corrections).
 - Nothing outside a store touches its state; callers only see the immutable result types below
   (named tuples: several are built per request, and a tuple costs a fraction of a frozen
   dataclass).
