@@ -300,16 +300,21 @@ class InMemoryStore:
             for hit, b in zip(hits, buckets, strict=True)
         ]
         in_flight = self._in_flight
-        full = next((s.name for s in slots if in_flight.get(s.name, 0) >= s.limit), None)
+        full = None
+        for slot in slots:
+            if in_flight.get(slot.name, 0) >= slot.limit:
+                full = slot.name
+                break
         allowed = full is None and all(fits)
-        refusal = self._over(holds, amount) if allowed and holds else None
+        found = self._over(holds, amount) if allowed and holds else None
+        refusal = found if isinstance(found, Refusal) else None
         if allowed and refusal is None:
             for hit, bucket in zip(hits, buckets, strict=True):
                 bucket.debt += hit.cost * bucket.window_ms
             for slot in slots:
                 in_flight[slot.name] = in_flight.get(slot.name, 0) + 1
-            if holds:
-                self._hold(reservation_id or "", amount, tuple(holds))
+            if isinstance(found, list):
+                self._hold(reservation_id or "", amount, tuple(holds), found)
         else:
             allowed = False
         states = [
@@ -329,13 +334,25 @@ class InMemoryStore:
     ) -> bool:
         _check_amount(actual, "actual cost")
         held = self._reservations.pop(reservation_id, None) if reservation_id else None
-        add = self._add
+        counters, add = self._counters, self._add
         if held is not None:
             amount, holds = held
             for hold in holds:
-                add(hold.counter, hold.window_start, actual, -amount)
+                windows = counters.get(hold.counter, _NO_WINDOWS)
+                state = windows.get(hold.window_start)
+                if state is None:  # a hold of 0 in a stale window may have been collected
+                    add(hold.counter, hold.window_start, actual, -amount)
+                    continue
+                state.reserved -= amount
+                state.spent += actual
+                if len(windows) > 2:
+                    self._collect(windows)
         for target in spends:
-            add(target.counter, target.window_start, actual, 0)
+            state = counters.get(target.counter, _NO_WINDOWS).get(target.window_start)
+            if state is None:
+                add(target.counter, target.window_start, actual, 0)
+            else:  # an existing window: nothing new to collect
+                state.spent += actual
         self._release(slots)
         if corrections:
             now_ms = math.floor(now * 1000)
@@ -346,22 +363,36 @@ class InMemoryStore:
 
     # -- spend counters ------------------------------------------------------------------------
 
-    def _over(self, holds: Sequence[Hold], amount: int) -> Refusal | None:
-        """The first hold of `amount` that does not fit its limit, as the counter stands."""
+    def _over(self, holds: Sequence[Hold], amount: int) -> Refusal | list[_Counter | None]:
+        """The first hold of `amount` that does not fit its limit, as the counter stands; or,
+        when all fit, each hold's window as it stands (None: not created yet)."""
         counters = self._counters
+        found: list[_Counter | None] = []
         for hold in holds:
+            state = counters.get(hold.counter, _NO_WINDOWS).get(hold.window_start)
+            found.append(state)
             limit = hold.limit
             if limit is None:
                 continue
-            state = counters.get(hold.counter, _NO_WINDOWS).get(hold.window_start)
             spent, reserved = (0, 0) if state is None else (state.spent, state.reserved)
             if spent + reserved + amount > limit:
                 return Refusal(hold.counter, hold.window_start, amount, spent, reserved, limit)
-        return None
+        return found
 
-    def _hold(self, reservation_id: str, amount: int, holds: tuple[Hold, ...]) -> None:
-        for hold in holds:
-            self._add(hold.counter, hold.window_start, 0, amount)
+    def _hold(
+        self,
+        reservation_id: str,
+        amount: int,
+        holds: tuple[Hold, ...],
+        found: list[_Counter | None],
+    ) -> None:
+        """Hold `amount` on each window `_over` found (holding never makes a window
+        collectable, so only a new one needs `_add` and its collection)."""
+        for hold, state in zip(holds, found, strict=True):
+            if state is None:
+                self._add(hold.counter, hold.window_start, 0, amount)
+            else:
+                state.reserved += amount
         self._reservations[reservation_id] = (amount, holds)
 
     async def add_spend(self, counter: str, window_start: datetime | None, amount: int) -> None:
