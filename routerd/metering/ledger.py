@@ -274,7 +274,7 @@ class Ledger:
         now = self.clock()
         holds = self._holds_of(rules, now) if rules else ()
         reservation_id = f"r{next(self._ids)}" if rules else None
-        hits, slots = (rate.hits(tokens), rate.slot_list()) if rate is not None else ((), ())
+        hits, slots = (rate.hits(tokens), rate.slots) if rate is not None else ((), ())
         result = await self.store.admit(
             reservation_id, amount, holds, hits, slots, now.timestamp() if rate else 0.0
         )

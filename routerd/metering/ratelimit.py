@@ -40,6 +40,8 @@ WINDOW_SECONDS = 60  # rpm and tpm are per minute
 CONCURRENCY_RETRY_SECONDS = 1.0  # no clock says when a slot frees up; suggest a short wait
 
 LimitKind = Literal["requests", "tokens", "concurrency"]
+_REQUEST_HEADERS = tuple(f"x-ratelimit-{h}-requests" for h in ("limit", "remaining", "reset"))
+_TOKEN_HEADERS = tuple(f"x-ratelimit-{h}-tokens" for h in ("limit", "remaining", "reset"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +153,12 @@ class RateDecision:
 
     def _make_headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for kind, status in (("requests", self.requests), ("tokens", self.tokens)):
+        for names, status in ((_REQUEST_HEADERS, self.requests), (_TOKEN_HEADERS, self.tokens)):
             if status is not None:
-                out[f"x-ratelimit-limit-{kind}"] = str(status.limit)
-                out[f"x-ratelimit-remaining-{kind}"] = str(status.remaining)
-                out[f"x-ratelimit-reset-{kind}"] = format_duration(status.reset_seconds)
+                limit, remaining, reset = names
+                out[limit] = str(status.limit)
+                out[remaining] = str(status.remaining)
+                out[reset] = format_duration(status.reset_seconds)
         if not self.allowed and self.retry_after_seconds is not None:
             out["retry-after"] = str(max(math.ceil(self.retry_after_seconds), 1))
             out["retry-after-ms"] = str(max(math.ceil(self.retry_after_seconds * 1000), 1))
@@ -204,7 +207,17 @@ class RatePlan:
     build): the buckets in scope order (each scope's rpm, then tpm), the slots, and which
     buckets the headers and the token correction read. Immutable by convention."""
 
-    __slots__ = ("limits", "requests", "scopes", "slot_names", "slots", "tokens", "tpm")
+    __slots__ = (
+        "empty",
+        "limits",
+        "requests",
+        "scoped_slots",
+        "scopes",
+        "slot_names",
+        "slots",
+        "tokens",
+        "tpm",
+    )
 
     def __init__(self, scopes: Sequence[RateScope]) -> None:
         self.scopes = _unique(scopes)
@@ -219,12 +232,10 @@ class RatePlan:
         self.requests = tuple(i for i, lim in enumerate(limits) if lim.kind == "requests")
         self.tokens = tuple(i for i, lim in enumerate(limits) if lim.kind == "tokens")
         self.tpm = tuple((lim.bucket, lim.limit) for lim in limits if lim.kind == "tokens")
-        self.slots = tuple((s.scope_id, s.slot) for s in self.scopes if s.slot is not None)
-        self.slot_names = tuple(slot.name for _, slot in self.slots)
-
-    @property
-    def empty(self) -> bool:
-        return not self.limits and not self.slots
+        self.scoped_slots = tuple((s.scope_id, s.slot) for s in self.scopes if s.slot is not None)
+        self.slots = tuple(slot for _, slot in self.scoped_slots)
+        self.slot_names = tuple(slot.name for slot in self.slots)
+        self.empty = not self.limits and not self.slots
 
     def hits(self, tokens: int) -> list[RateHit]:
         """The rate hits of one request admitted on an estimate of `tokens`."""
@@ -234,9 +245,6 @@ class RatePlan:
             else RateHit(lim.bucket, tokens, lim.limit, WINDOW_SECONDS)
             for lim in self.limits
         ]
-
-    def slot_list(self) -> list[ConcurrencySlot]:
-        return [slot for _, slot in self.slots]
 
     def corrections(self, delta: int) -> tuple[RateHit, ...]:
         """The tpm corrections of a request that used `delta` tokens more than admitted."""
@@ -292,7 +300,7 @@ class RatePlan:
             for lim, state in zip(self.limits, buckets, strict=True)
             if not state.allowed
         ]
-        for sid, slot in self.slots:
+        for sid, slot in self.scoped_slots:
             if slot.name == concurrency_refused:
                 failures.append(("concurrency", sid, CONCURRENCY_RETRY_SECONDS))
         kind, sid, _ = failures[0]
@@ -328,9 +336,7 @@ class RateLimiter:
         if plan.empty:
             return RateDecision(True, scopes=plan.scopes, estimated_tokens=estimated_tokens)
         at = self._clock() if now is None else now
-        result = await self._store.admit(
-            None, 0, (), plan.hits(estimated_tokens), plan.slot_list(), at
-        )
+        result = await self._store.admit(None, 0, (), plan.hits(estimated_tokens), plan.slots, at)
         lease = ConcurrencyLease(self._store, plan.slot_names) if result.allowed else _NO_LEASE
         return plan.decide(
             estimated_tokens, result.buckets, result.concurrency_refused, lease, result.allowed
