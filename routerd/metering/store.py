@@ -219,13 +219,20 @@ class _Bucket:
 _NO_WINDOWS: dict[datetime | None, _Counter] = {}
 
 
-def _check_unique(holds: Sequence[Hold], hits: Sequence[RateHit], slots: Sequence[Any]) -> None:
-    if len(holds) > 1 and len({(h.counter, h.window_start) for h in holds}) != len(holds):
-        raise ValueError("a counter is held twice in one reservation")
-    if len(hits) > 1 and len({hit.bucket for hit in hits}) != len(hits):
+def _check_unique(hits: Sequence[RateHit], slots: Sequence[Any]) -> None:
+    count = len(hits)
+    if count == 2:  # the common case (one scope's rpm and tpm): no set
+        if hits[0].bucket == hits[1].bucket:
+            raise ValueError("a rate bucket appears twice in one admission")
+    elif count > 2 and len({hit.bucket for hit in hits}) != count:
         raise ValueError("a rate bucket appears twice in one admission")
     if len(slots) > 1 and len({slot.name for slot in slots}) != len(slots):
         raise ValueError("a concurrency slot appears twice in one admission")
+
+
+def _check_holds(holds: Sequence[Hold]) -> None:
+    if len({(h.counter, h.window_start) for h in holds}) != len(holds):
+        raise ValueError("a counter is held twice in one reservation")
 
 
 def _window_order(window_start: datetime | None) -> float:
@@ -290,9 +297,11 @@ class InMemoryStore:
             if reservation_id in self._reservations:
                 raise ValueError(f"reservation {reservation_id!r} is already held")
             _check_amount(amount, "hold amount")
-        if len(hits) > 1 or len(slots) > 1 or (len(holds) > 1 and holds is not self._checked):
-            _check_unique(holds, hits, slots)
+        if len(holds) > 1 and holds is not self._checked:
+            _check_holds(holds)
             self._checked = holds if type(holds) is tuple else None
+        if len(hits) > 1 or len(slots) > 1:
+            _check_unique(hits, slots)
         now_ms = math.floor(now * 1000)
         buckets = [self._bucket(hit, now_ms) for hit in hits]
         fits = [
