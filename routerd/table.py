@@ -26,7 +26,7 @@ from routerd.config.model import (
 )
 from routerd.metering.budgets import BudgetRule, RuleIndex, build_rules, model_rules
 from routerd.metering.pricing import PicoPrices
-from routerd.metering.ratelimit import RateScope
+from routerd.metering.ratelimit import RatePlan, RateScope
 from routerd.providers.base import Transport
 from routerd.providers.registry import Provider, build_provider, unsupported_reason
 
@@ -64,6 +64,8 @@ class KeyEntry:
     budgets: tuple[BudgetRule, ...] = ()  # budgets counting every request of this key
     rate_scopes: tuple[RateScope, ...] = ()  # key, user and tag limits, in that order
     blocked: bool = False  # the key's user is blocked (users.yaml): 403 at authentication
+    # what admission takes under `rate_scopes` (None: no limit), derived with them
+    rate_plan: RatePlan | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,12 +284,14 @@ class _KeyEntries:
             # Equal but another object (the file was read whole): hold this one, so the next
             # reload, which reuses it, finds the entry with an identity check.
             return dataclasses.replace(old, config=key, budgets=budgets)
+        scopes = _rate_scopes(key, self.config)
         return KeyEntry(
             config=key,
             allowed_models=_allowed(key.models, self.names, self.allowed),
             budgets=self.index.for_key(key),
-            rate_scopes=_rate_scopes(key, self.config),
+            rate_scopes=scopes,
             blocked=key.user in self.blocked,
+            rate_plan=RatePlan(scopes) if scopes else None,
         )
 
 

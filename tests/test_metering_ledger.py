@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from routerd.config.model import BudgetConfig, BudgetScope, KeyConfig
+from routerd.config.model import BudgetConfig, BudgetScope, KeyConfig, RateLimits
 from routerd.metering.budgets import BudgetRule, RuleIndex, build_rules, model_rules
 from routerd.metering.ledger import BudgetRefusal, Ledger, Reservation, Settled
+from routerd.metering.ratelimit import RatePlan, RateScope
 from routerd.metering.replay import budget_targets, replay
 from routerd.metering.store import InMemoryStore
 from routerd.metering.usage import JournalRecord
@@ -83,6 +84,55 @@ async def test_seconds_period_windows_are_epoch_aligned() -> None:
     assert isinstance(await ledger.reserve([rules["minute"]], 1), BudgetRefusal)
     clock.now += timedelta(seconds=1)  # 10:01:00 starts a new 60 s window
     assert isinstance(await ledger.reserve([rules["minute"]], 1_000_000), Reservation)
+
+
+async def test_a_table_owned_rule_set_moves_to_the_new_window_when_one_rolls_over() -> None:
+    clock = Clock(datetime(2026, 11, 24, 23, 59, 59, tzinfo=UTC))
+    rules = build_rules([budget("minute", 1.0, "60s"), budget("day", 1.0)], [])
+    ledger = Ledger(InMemoryStore(), clock)
+    ledger.use_rules(rules)
+    owned = (rules["minute"], rules["day"])  # a key entry's tuple: its holds are reused
+    for _ in range(2):
+        assert isinstance(await ledger.reserve(owned, USD // 4), Reservation)
+    assert isinstance(await ledger.reserve(owned, USD // 4), Reservation)
+    assert isinstance(await ledger.reserve(owned, USD // 2), BudgetRefusal)
+    await ledger.settle(None, done(USD // 8))
+    assert await ledger.key_usage("k1") == {
+        "daily": USD // 8, "weekly": USD // 8, "monthly": USD // 8, "total": USD // 8,
+    }  # fmt: skip
+    clock.now += timedelta(seconds=1)  # midnight: both windows roll over
+    assert isinstance(await ledger.reserve(owned, USD), Reservation)
+    assert (await ledger.status(rules["day"])).reserved == USD
+    await ledger.settle(None, done(USD // 8))
+    usage = await ledger.key_usage("k1")
+    assert (usage["daily"], usage["total"]) == (USD // 8, USD // 4)
+
+
+async def test_admission_with_rate_limits_is_all_or_nothing_and_settlement_gives_back() -> None:
+    clock = Clock(datetime(2026, 11, 24, 12, tzinfo=UTC))
+    rules = build_rules([budget("b", 1.0)], [])
+    store = InMemoryStore()
+    ledger = Ledger(store, clock)
+    ledger.use_rules(rules)
+    plan = RatePlan([RateScope("key:k1", RateLimits(rpm=10, tpm=1000, concurrency=1))])
+    refused = await ledger.admit((rules["b"],), 2 * USD, plan, 100)
+    assert isinstance(refused.held, BudgetRefusal)
+    assert refused.rate is not None and refused.rate.allowed  # the limits had room ...
+    assert refused.rate.requests is not None and refused.rate.requests.remaining == 10
+    snapshot = await store.snapshot()  # ... and gave none of it
+    assert snapshot["concurrency"] == {} and snapshot["reservations"] == 0
+    admitted = await ledger.admit((rules["b"],), USD // 2, plan, 100)
+    held = admitted.held
+    assert isinstance(held, Reservation) and admitted.rate is not None
+    assert admitted.rate.tokens is not None and admitted.rate.tokens.remaining == 900
+    busy = await ledger.admit((rules["b"],), USD // 4, plan, 100)
+    assert busy.held is None and busy.rate is not None and busy.rate.failed == "concurrency"
+    assert (await ledger.status(rules["b"])).reserved == USD // 2  # the busy one held nothing
+    await ledger.settle(held, done(USD // 10), tokens=40)
+    snapshot = await store.snapshot()
+    assert snapshot["concurrency"] == {} and snapshot["reservations"] == 0
+    assert [b["used_units"] for b in snapshot["rate_buckets"]] == [1, 40]
+    assert (await ledger.status(rules["b"])).spent == USD // 10
 
 
 def test_scopes_and_listing_decide_which_budgets_apply() -> None:

@@ -164,3 +164,25 @@ async def test_user_and_tag_limits_are_shared_by_all_their_keys(
         assert status == 429 and b"tag:ops" in body
         text = await rd.metrics_text(http)
         assert 'routerd_rate_limited_total{scope="tag"} 1.0' in text
+
+
+async def test_a_budget_refusal_takes_nothing_from_the_rate_limits(
+    cfg: Path, fake_upstream: FakeOpenAI
+) -> None:
+    add_keys(cfg, rpm=2, concurrency=1)
+    budgets = cfg.parent / "budgets.yaml"
+    doc = yaml.safe_load(budgets.read_text())
+    doc["budgets"].append(
+        {"id": "a-cap", "limit_usd": 0.01, "period": "total", "scope": {"key": "a"}}
+    )
+    budgets.write_text(yaml.safe_dump(doc))
+    async with serve_config(cfg, fake_upstream, Clock()) as rd, aiohttp.ClientSession() as http:
+        for _ in range(3):  # worst case 16384 output tokens x $1.60 / 1M: over the $0.01 cap
+            status, headers, _ = await post_chat(http, rd, KEY_A, max_tokens=16384)
+            assert status == 402
+            assert headers["x-ratelimit-remaining-requests"] == "2"  # no request taken
+        for remaining in ("1", "0"):
+            status, headers, _ = await post_chat(http, rd, KEY_A, max_tokens=10)
+            assert status == 200 and headers["x-ratelimit-remaining-requests"] == remaining
+        status, _, _ = await post_chat(http, rd, KEY_A, max_tokens=10)
+        assert status == 429

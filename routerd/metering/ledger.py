@@ -1,12 +1,19 @@
-"""The spend ledger: budget reservations and settlement, per-key usage, replay and reload.
+"""The spend ledger: one request's admission and settlement, per-key usage, replay and reload.
 
-Owns how budgets are enforced on top of a `LedgerStore` (which holds every number):
+Owns how budgets (and, with them, a key's rate limits) are enforced on top of a `LedgerStore`
+(which holds every number):
 
-- `reserve`: one atomic store call holding the request's worst-case cost on every budget that
-  applies, in each budget's current window; refused as a whole if any has no room.
-- `settle`: the exact cost replaces the holds; per-key usage counters (daily, weekly, monthly,
-  total) get the cost too. A request admitted under an older table whose budgets changed since
-  is also added to the budgets of the current table that count it and were not held.
+- `admit`: ONE atomic store call taking the request's rate hits and concurrency slots (its key's
+  `RatePlan`) and holding its worst-case cost on every budget that applies, in each budget's
+  current window; refused as a whole if anything has no room (a budget refusal takes no rate hit
+  and no slot). `reserve` is the same call with budgets only.
+- `settle`: ONE atomic store call: the exact cost replaces the holds, the key's usage counters
+  (daily, weekly, monthly, total) get it too, the slots are given back and the tpm buckets
+  corrected by the difference between the admitted estimate and the usage. A request admitted
+  under an older table whose budgets changed since is also added to the budgets of the current
+  table that count it and were not held.
+- What the calls send is derived once, not per request: a rule set's holds and a key's usage
+  counters are cached for as long as `now` stays in all of their windows.
 - `rebuild`: at startup, journal replay (in a thread) fills every live budget window, the key
   usage counters and the last minute of rate-limit buckets.
 - `prepare_reload` / reload: a budget whose period or scope changed has a new counter id; it is
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from routerd.metering.budgets import BudgetRule
+from routerd.metering.ratelimit import RateDecision, RatePlan
 from routerd.metering.replay import (
     USAGE_PERIODS,
     ReplayResult,
@@ -34,7 +42,15 @@ from routerd.metering.replay import (
     usage_counter,
     usage_targets,
 )
-from routerd.metering.store import Charge, CounterState, LedgerStore, Spend
+from routerd.metering.store import (
+    CounterState,
+    Hold,
+    InMemoryStore,
+    LedgerStore,
+    Refusal,
+    Spend,
+    Target,
+)
 from routerd.metering.windows import Window, window_for
 
 Clock = Callable[[], datetime]
@@ -45,7 +61,8 @@ def utc_now() -> datetime:
 
 
 class Reservation(NamedTuple):
-    """Holds taken for one request; `id` is None when no budget applied (nothing to settle).
+    """What admission took for one request, so settlement gives back exactly that: budget holds
+    (`id` is None when no budget applied), concurrency slots and the tpm estimate of `rate`.
 
     `epoch` is the ledger's rule set at admission: unchanged at settlement, the holds already
     cover every budget that counts the request."""
@@ -54,6 +71,16 @@ class Reservation(NamedTuple):
     rules: tuple[BudgetRule, ...]
     amount: int
     epoch: int = -1
+    rate: RatePlan | None = None
+    tokens: int = 0
+
+
+class Admitted(NamedTuple):
+    """`Ledger.admit`'s outcome: the rate decision (None without rate limits) and either the
+    reservation (admitted) or, when the budgets refused, the refusal (nothing was taken)."""
+
+    rate: RateDecision | None
+    held: Reservation | BudgetRefusal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +145,33 @@ class _Windows:
         return self.of(rule.config.period, rule.config.period_seconds, now)
 
 
+class _Cached(NamedTuple):
+    """Store arguments derived from `source`, valid while `since <= now < until` (None: open)."""
+
+    source: object
+    since: datetime | None
+    until: datetime | None
+    value: tuple[Hold, ...] | tuple[Target, ...]
+
+
+def _span(
+    source: object, windows: Sequence[Window], value: tuple[Hold, ...] | tuple[Target, ...]
+) -> _Cached:
+    starts = [w.start for w in windows if w.start is not None]
+    ends = [w.end for w in windows if w.end is not None]
+    return _Cached(source, max(starts) if starts else None, min(ends) if ends else None, value)
+
+
+def _fresh(cached: _Cached | None, source: object, now: datetime) -> bool:
+    if cached is None or cached.source is not source:
+        return False
+    since, until = cached.since, cached.until
+    return (since is None or since <= now) and (until is None or now < until)
+
+
+_CACHE_SIZE = 100_000
+
+
 def unique_rules(*groups: Iterable[BudgetRule]) -> tuple[BudgetRule, ...]:
     seen: dict[str, BudgetRule] = {}
     for group in groups:
@@ -138,72 +192,149 @@ class Ledger:
         self._capture: _Capture | None = None
         self._windows = _Windows()
         self._epoch = 0
-        self._usage_names: dict[str, tuple[str, ...]] = {}
+        self._holds: dict[int, _Cached] = {}
+        self._usage: dict[str, _Cached] = {}
+        self._merged: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[BudgetRule, ...]]] = {}
+        self._shield = not isinstance(store, InMemoryStore)  # it never suspends: nothing to cut
 
     def use_rules(self, rules: dict[str, BudgetRule]) -> None:
         """The budgets of the table now serving (called at the swap; cannot fail)."""
         self._rules = rules
         self._counters = frozenset(r.counter for r in rules.values())
         self._epoch += 1
+        self._holds.clear()
+        self._merged.clear()
 
-    def _usage_counters(self, key_id: str) -> tuple[str, ...]:
-        names = self._usage_names.get(key_id)
-        if names is None:
-            if len(self._usage_names) >= 100_000:
-                self._usage_names.clear()
-            names = tuple(usage_counter(key_id, period) for period in USAGE_PERIODS)
-            self._usage_names[key_id] = names
-        return names
+    def rules_for(
+        self, key_rules: tuple[BudgetRule, ...], model_rules: Sequence[tuple[BudgetRule, ...]]
+    ) -> tuple[BudgetRule, ...]:
+        """The unique rules of a key's and its candidate models' budgets, merged once per
+        combination of those (table-owned) tuples."""
+        if not any(model_rules):
+            return key_rules
+        groups = (key_rules, *model_rules)
+        ids = tuple(map(id, groups))
+        known = self._merged.get(ids)
+        if known is not None and all(a is b for a, b in zip(known[0], groups, strict=True)):
+            return known[1]
+        if len(self._merged) >= _CACHE_SIZE:
+            self._merged.clear()
+        merged = unique_rules(*groups)
+        self._merged[ids] = (groups, merged)
+        return merged
+
+    def _holds_of(self, rules: Sequence[BudgetRule], now: datetime) -> tuple[Hold, ...]:
+        """The holds of `rules` in their windows at `now`; a table-owned tuple's are cached."""
+        cached = self._holds.get(id(rules))
+        if _fresh(cached, rules, now):
+            assert cached is not None
+            return cached.value  # type: ignore[return-value]
+        of = self._windows.of
+        windows = [of(r.config.period, r.config.period_seconds, now) for r in rules]
+        holds = tuple(
+            Hold(rule.counter, window.start, rule.limit_pico)
+            for rule, window in zip(rules, windows, strict=True)
+        )
+        if type(rules) is tuple:  # immutable: the cache holds it, so its id stays its own
+            if len(self._holds) >= _CACHE_SIZE:
+                self._holds.clear()
+            self._holds[id(rules)] = _span(rules, windows, holds)
+        return holds
+
+    def _usage_of(self, key_id: str, now: datetime) -> tuple[Target, ...]:
+        """The key's usage counters (daily, weekly, monthly, total) in their windows at `now`."""
+        cached = self._usage.get(key_id)
+        if cached is not None and _fresh(cached, cached.source, now):
+            return cached.value  # type: ignore[return-value]
+        windows = [self._windows.of(period, None, now) for period in USAGE_PERIODS]
+        targets = tuple(
+            Target(usage_counter(key_id, period), window.start)
+            for period, window in zip(USAGE_PERIODS, windows, strict=True)
+        )
+        if len(self._usage) >= _CACHE_SIZE:
+            self._usage.clear()
+        self._usage[key_id] = _span(key_id, windows, targets)
+        return targets
+
+    async def admit(
+        self,
+        rules: Sequence[BudgetRule],
+        amount: int,
+        rate: RatePlan | None = None,
+        tokens: int = 0,
+    ) -> Admitted:
+        """Take `rate`'s hits (on an estimate of `tokens`) and slots and hold `amount` on every
+        rule, all or nothing, in one store call (none if there is nothing to take)."""
+        if tokens < 0:
+            raise ValueError(f"estimated tokens must not be negative, got {tokens}")
+        if rate is not None and rate.empty:
+            rate = None
+        if not rules and rate is None:
+            return Admitted(None, Reservation(None, (), amount, self._epoch))
+        now = self.clock()
+        holds = self._holds_of(rules, now) if rules else ()
+        reservation_id = f"r{next(self._ids)}" if rules else None
+        hits, slots = (rate.hits(tokens), rate.slots) if rate is not None else ((), ())
+        result = await self.store.admit(
+            reservation_id, amount, holds, hits, slots, now.timestamp() if rate else 0.0
+        )
+        decision = (
+            rate.decide(tokens, result.buckets, result.concurrency_refused, admitted=result.allowed)
+            if rate is not None
+            else None
+        )
+        if result.allowed:
+            held = Reservation(reservation_id, tuple(rules), amount, self._epoch, rate, tokens)
+            return Admitted(decision, held)
+        if result.refusal is None:  # the rate limits refused
+            return Admitted(decision, None)
+        return Admitted(decision, self._refused(rules, result.refusal, amount, now))
+
+    def _refused(
+        self, rules: Sequence[BudgetRule], refusal: Refusal, amount: int, now: datetime
+    ) -> BudgetRefusal:
+        rule = next(r for r in rules if r.counter == refusal.counter)
+        window = self._windows.rule(rule, now)
+        return BudgetRefusal(rule, refusal.spent, refusal.reserved, amount, window)
 
     async def reserve(
         self, rules: Sequence[BudgetRule], amount: int
     ) -> Reservation | BudgetRefusal:
-        if not rules:
-            return Reservation(None, (), amount, self._epoch)
-        now = self.clock()
-        of = self._windows.of
-        windows = [of(r.config.period, r.config.period_seconds, now) for r in rules]
-        charges = [
-            Charge(rule.counter, window.start, amount, rule.limit_pico)
-            for rule, window in zip(rules, windows, strict=True)
-        ]
-        reservation_id = f"r{next(self._ids)}"
-        result = await self.store.reserve(reservation_id, charges)
-        if result.ok:
-            return Reservation(reservation_id, tuple(rules), amount, self._epoch)
-        refusal = result.refusal
-        assert refusal is not None
-        index = next(i for i, c in enumerate(charges) if c.counter == refusal.counter)
-        return BudgetRefusal(rules[index], refusal.spent, refusal.reserved, amount, windows[index])
+        """`admit` with budgets only."""
+        held = (await self.admit(rules, amount)).held
+        assert held is not None  # no rate limit to refuse it
+        return held
 
-    async def settle(self, reservation: Reservation | None, done: Settled) -> None:
-        """Exact cost onto the held budgets, the key's usage, and budgets the swap added:
-        one store call."""
+    async def settle(self, reservation: Reservation | None, done: Settled, tokens: int = 0) -> None:
+        """Give back what admission took, in one store call: exact cost onto the held budgets,
+        the key's usage and budgets the swap added; the slots; the tpm estimate corrected to
+        the `tokens` the request used."""
         held_id = reservation.id if reservation is not None else None
-        spends: list[Spend] = []
-        if done.cost:
-            now = self.clock()
+        rate = reservation.rate if reservation is not None else None
+        spends: tuple[Target, ...] = ()
+        corrections = rate.corrections(tokens - reservation.tokens) if rate and reservation else ()
+        now = self.clock() if done.cost or corrections else None
+        if done.cost and now is not None:
+            if done.key_id is not None:
+                spends = self._usage_of(done.key_id, now)
             if reservation is None or reservation.epoch != self._epoch:
                 held = frozenset(r.counter for r in reservation.rules) if reservation else None
-                spends += self._unheld(done, held or frozenset(), now)
-            if done.key_id is not None:
-                windows = self._windows
-                for period, name in zip(
-                    USAGE_PERIODS, self._usage_counters(done.key_id), strict=True
-                ):
-                    spends.append(Spend(name, windows.of(period, None, now).start, done.cost))
-        if held_id is not None or spends:
-            await self.store.settle(held_id, done.cost, spends)
+                spends = (*self._unheld(done, held or frozenset(), now), *spends)
+        slots = rate.slot_names if rate is not None else ()
+        if held_id is not None or spends or slots or corrections:
+            at = now.timestamp() if now is not None and corrections else 0.0
+            call = self.store.finish(held_id, done.cost, spends, slots, corrections, at)
+            await (asyncio.shield(call) if self._shield else call)
         if self._capture is not None:
             self._capture.records.append(done)
 
-    def _unheld(self, done: Settled, held: frozenset[str], now: datetime) -> list[Spend]:
+    def _unheld(self, done: Settled, held: frozenset[str], now: datetime) -> list[Target]:
         """Budgets of the current table that count `done` and were not held at its admission
         (it was admitted under an older rule set)."""
         if not (held - self._counters or self._counters - held):
             return []
         return [
-            Spend(rule.counter, self._windows.rule(rule, now).start, done.cost)
+            Target(rule.counter, self._windows.rule(rule, now).start)
             for rule in self._rules.values()
             if rule.counter not in held
             and rule.counts(done.key_id, done.user, done.tags, done.model)
@@ -241,8 +372,9 @@ class Ledger:
         now = self.clock()
         targets = budget_targets(rules, now) + usage_targets(key_ids, now)
         result = await asyncio.to_thread(replay, journal_dir, targets, now)
-        for (counter, start), amount in result.spend.items():
-            await self.store.add_spend(counter, start, amount)
+        await self.store.add_spends(
+            [Spend(c, start, amount) for (c, start), amount in result.spend.items()]
+        )
         return result
 
     def new_rules(self, rules: dict[str, BudgetRule]) -> list[BudgetRule]:
@@ -268,8 +400,9 @@ class Ledger:
             await flush()
             targets = budget_targets(rules, now)
             result = await asyncio.to_thread(replay, journal_dir, targets, now, capture.since)
-            for (counter, start), amount in result.spend.items():
-                await self.store.add_spend(counter, start, amount)
+            await self.store.add_spends(
+                [Spend(c, start, amount) for (c, start), amount in result.spend.items()]
+            )
             for done in capture.records:
                 if done.request_id in result.request_ids or not done.cost:
                     continue

@@ -4,8 +4,11 @@ Owns the admission decision for `RateLimits`, the response headers it implies (O
 `x-ratelimit-*` names and Go-style durations such as `12ms`, `1s`, `6m0s`; `retry-after` and the
 `retry-after-ms` the OpenAI and Anthropic SDKs prefer), the token correction after a request, and
 concurrency leases that cannot leak. All state lives in a `LedgerStore`; one admission is one
-atomic store call (`rate_admit`) covering every scope's rpm and tpm buckets and concurrency slots,
-all or nothing, so a refused request consumes nothing anywhere.
+atomic store call (`admit`) covering every scope's rpm and tpm buckets and concurrency slots,
+all or nothing, so a refused request consumes nothing anywhere. A key's `RatePlan` (built with
+the routing table) holds everything its scopes take, so the request path only fills in the token
+estimate; the server admits the plan together with the budget holds (`Ledger.admit`), and
+`RateLimiter` admits scopes on their own.
 
 The buckets are the store's integer GCRA: `rpm: 600` is a bucket of 600 requests refilled
 continuously over 60 s (burst 600, then one every 100 ms). Tokens are admitted on the caller's
@@ -26,7 +29,6 @@ from typing import Literal, NamedTuple
 
 from routerd.config.model import RateLimits
 from routerd.metering.store import (
-    AdmitResult,
     BucketState,
     ConcurrencySlot,
     InMemoryStore,
@@ -38,6 +40,8 @@ WINDOW_SECONDS = 60  # rpm and tpm are per minute
 CONCURRENCY_RETRY_SECONDS = 1.0  # no clock says when a slot frees up; suggest a short wait
 
 LimitKind = Literal["requests", "tokens", "concurrency"]
+_REQUEST_HEADERS = tuple(f"x-ratelimit-{h}-requests" for h in ("limit", "remaining", "reset"))
+_TOKEN_HEADERS = tuple(f"x-ratelimit-{h}-tokens" for h in ("limit", "remaining", "reset"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +97,12 @@ class ConcurrencyLease:
         """Give the slots back; idempotent, and completed even if the caller is cancelled."""
         names, self._names = self._names, ()
         if names and self._store is not None:
+            call = self._store.finish(None, 0, (), names, (), 0.0)  # no correction: no clock
             if isinstance(self._store, InMemoryStore):
                 # never suspends, so a cancellation cannot cut it short: no task to shield it
-                await self._store.concurrency_release(names)
+                await call
             else:
-                await asyncio.shield(self._store.concurrency_release(names))
+                await asyncio.shield(call)
 
     async def __aenter__(self) -> ConcurrencyLease:
         return self
@@ -109,6 +114,9 @@ class ConcurrencyLease:
         tb: TracebackType | None,
     ) -> None:
         await self.release()
+
+
+_NO_LEASE = ConcurrencyLease()  # holds nothing, so releasing it is a no-op: safe to share
 
 
 @dataclass(slots=True)
@@ -131,7 +139,7 @@ class RateDecision:
     exceeds_limit: bool = False
     scopes: tuple[RateScope, ...] = ()
     estimated_tokens: int = 0
-    lease: ConcurrencyLease = field(default_factory=ConcurrencyLease)
+    lease: ConcurrencyLease = _NO_LEASE
     _headers: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def headers(self) -> dict[str, str]:
@@ -145,11 +153,12 @@ class RateDecision:
 
     def _make_headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for kind, status in (("requests", self.requests), ("tokens", self.tokens)):
+        for names, status in ((_REQUEST_HEADERS, self.requests), (_TOKEN_HEADERS, self.tokens)):
             if status is not None:
-                out[f"x-ratelimit-limit-{kind}"] = str(status.limit)
-                out[f"x-ratelimit-remaining-{kind}"] = str(status.remaining)
-                out[f"x-ratelimit-reset-{kind}"] = format_duration(status.reset_seconds)
+                limit, remaining, reset = names
+                out[limit] = str(status.limit)
+                out[remaining] = str(status.remaining)
+                out[reset] = format_duration(status.reset_seconds)
         if not self.allowed and self.retry_after_seconds is not None:
             out["retry-after"] = str(max(math.ceil(self.retry_after_seconds), 1))
             out["retry-after-ms"] = str(max(math.ceil(self.retry_after_seconds * 1000), 1))
@@ -183,52 +192,121 @@ def _unique(scopes: Sequence[RateScope]) -> tuple[RateScope, ...]:
     return tuple(seen.values())
 
 
-def _hits(scopes: Sequence[RateScope], tokens: int) -> list[tuple[LimitKind, str, RateHit]]:
-    hits: list[tuple[LimitKind, str, RateHit]] = []
-    for scope in scopes:
-        sid, limits = scope.scope_id, scope.limits
-        if scope.rpm_hit is not None:
-            hits.append(("requests", sid, scope.rpm_hit))
-        if limits.tpm is not None:
-            hit = RateHit(scope.tpm_bucket, tokens, limits.tpm, WINDOW_SECONDS)
-            hits.append(("tokens", sid, hit))
-    return hits
+class _Limit(NamedTuple):
+    """One bucket of a plan: its kind and scope, and the hit itself when its cost is fixed."""
+
+    kind: LimitKind
+    scope_id: str
+    bucket: str
+    limit: int
+    hit: RateHit | None  # rpm: always one request; tpm: None, the estimate is per request
 
 
-def _slots(scopes: Sequence[RateScope]) -> list[tuple[str, ConcurrencySlot]]:
-    return [(s.scope_id, s.slot) for s in scopes if s.slot is not None]
+class RatePlan:
+    """What admitting a request takes under a set of scopes, derived once (per key, at table
+    build): the buckets in scope order (each scope's rpm, then tpm), the slots, and which
+    buckets the headers and the token correction read. Immutable by convention."""
 
+    __slots__ = (
+        "empty",
+        "limits",
+        "requests",
+        "scoped_slots",
+        "scopes",
+        "slot_names",
+        "slots",
+        "tokens",
+        "tpm",
+    )
 
-def _headline(
-    kind: LimitKind, tagged: Sequence[tuple[LimitKind, str, BucketState]]
-) -> LimitStatus | None:
-    """The status to report for `kind`: a refusing bucket first, else the least remaining."""
-    candidates = [(sid, state) for k, sid, state in tagged if k == kind]
-    if not candidates:
-        return None
-    if len(candidates) == 1:
-        sid, state = candidates[0]
-    else:
-        sid, state = min(candidates, key=lambda c: (c[1].allowed, c[1].remaining))
-    return LimitStatus(sid, state.limit, state.remaining, state.reset_after)
+    def __init__(self, scopes: Sequence[RateScope]) -> None:
+        self.scopes = _unique(scopes)
+        limits: list[_Limit] = []
+        for scope in self.scopes:
+            sid, rpm, tpm = scope.scope_id, scope.limits.rpm, scope.limits.tpm
+            if scope.rpm_hit is not None and rpm is not None:
+                limits.append(_Limit("requests", sid, scope.rpm_bucket, rpm, scope.rpm_hit))
+            if tpm is not None:
+                limits.append(_Limit("tokens", sid, scope.tpm_bucket, tpm, None))
+        self.limits = tuple(limits)
+        self.requests = tuple(i for i, lim in enumerate(limits) if lim.kind == "requests")
+        self.tokens = tuple(i for i, lim in enumerate(limits) if lim.kind == "tokens")
+        self.tpm = tuple((lim.bucket, lim.limit) for lim in limits if lim.kind == "tokens")
+        self.scoped_slots = tuple((s.scope_id, s.slot) for s in self.scopes if s.slot is not None)
+        self.slots = tuple(slot for _, slot in self.scoped_slots)
+        self.slot_names = tuple(slot.name for slot in self.slots)
+        self.empty = not self.limits and not self.slots
 
+    def hits(self, tokens: int) -> list[RateHit]:
+        """The rate hits of one request admitted on an estimate of `tokens`."""
+        return [
+            lim.hit
+            if lim.hit is not None
+            else RateHit(lim.bucket, tokens, lim.limit, WINDOW_SECONDS)
+            for lim in self.limits
+        ]
 
-def _refusal(
-    result: AdmitResult,
-    tagged: Sequence[tuple[LimitKind, str, BucketState]],
-    slots: Sequence[tuple[str, ConcurrencySlot]],
-) -> tuple[LimitKind, str, float | None]:
-    """The first refusing limit, its scope, and when all refusing limits would have room."""
-    failures: list[tuple[LimitKind, str, float | None]] = [
-        (kind, sid, state.retry_after) for kind, sid, state in tagged if not state.allowed
-    ]
-    for sid, slot in slots:
-        if slot.name == result.concurrency_refused:
-            failures.append(("concurrency", sid, CONCURRENCY_RETRY_SECONDS))
-    kind, sid, _ = failures[0]
-    waits = [wait for _, _, wait in failures]
-    retry = None if any(w is None for w in waits) else max(w for w in waits if w is not None)
-    return kind, sid, retry
+    def corrections(self, delta: int) -> tuple[RateHit, ...]:
+        """The tpm corrections of a request that used `delta` tokens more than admitted."""
+        if not delta:
+            return ()
+        return tuple([RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in self.tpm])
+
+    def decide(
+        self,
+        tokens: int,
+        buckets: Sequence[BucketState],
+        concurrency_refused: str | None,
+        lease: ConcurrencyLease = _NO_LEASE,
+        admitted: bool = False,
+    ) -> RateDecision:
+        """The decision the store's bucket states imply (allowed if every bucket and slot had
+        room, whatever else refused the admission, as it does when the store `admitted` it);
+        `lease` holds an allowed one's slots."""
+        requests = self._headline(self.requests, buckets)
+        tokens_status = self._headline(self.tokens, buckets)
+        if admitted or (concurrency_refused is None and all(state.allowed for state in buckets)):
+            return RateDecision(
+                True, requests, tokens_status, scopes=self.scopes, estimated_tokens=tokens,
+                lease=lease,
+            )  # fmt: skip
+        kind, sid, retry = self._refusal(buckets, concurrency_refused)
+        return RateDecision(
+            False, requests, tokens_status, kind, sid, retry, retry is None,
+            scopes=self.scopes, estimated_tokens=tokens,
+        )  # fmt: skip
+
+    def _headline(
+        self, indices: tuple[int, ...], buckets: Sequence[BucketState]
+    ) -> LimitStatus | None:
+        """The status to report for one kind: a refusing bucket first, else the least remaining."""
+        if not indices:
+            return None
+        if len(indices) == 1:
+            index = indices[0]
+        else:
+            index = min(indices, key=lambda i: (buckets[i].allowed, buckets[i].remaining))
+        state = buckets[index]
+        return LimitStatus(
+            self.limits[index].scope_id, state.limit, state.remaining, state.reset_after
+        )
+
+    def _refusal(
+        self, buckets: Sequence[BucketState], concurrency_refused: str | None
+    ) -> tuple[LimitKind, str, float | None]:
+        """The first refusing limit, its scope, and when all refusing limits would have room."""
+        failures: list[tuple[LimitKind, str, float | None]] = [
+            (lim.kind, lim.scope_id, state.retry_after)
+            for lim, state in zip(self.limits, buckets, strict=True)
+            if not state.allowed
+        ]
+        for sid, slot in self.scoped_slots:
+            if slot.name == concurrency_refused:
+                failures.append(("concurrency", sid, CONCURRENCY_RETRY_SECONDS))
+        kind, sid, _ = failures[0]
+        waits = [wait for _, _, wait in failures]
+        retry = None if any(w is None for w in waits) else max(w for w in waits if w is not None)
+        return kind, sid, retry
 
 
 class RateLimiter:
@@ -254,27 +332,15 @@ class RateLimiter:
         """
         if estimated_tokens < 0:
             raise ValueError(f"estimated_tokens must not be negative, got {estimated_tokens}")
-        unique = _unique(scopes)
-        hits, slots = _hits(unique, estimated_tokens), _slots(unique)
-        if not hits and not slots:
-            return RateDecision(True, scopes=unique, estimated_tokens=estimated_tokens)
+        plan = RatePlan(scopes)
+        if plan.empty:
+            return RateDecision(True, scopes=plan.scopes, estimated_tokens=estimated_tokens)
         at = self._clock() if now is None else now
-        result = await self._store.rate_admit(
-            [hit for _, _, hit in hits], at, [slot for _, slot in slots]
+        result = await self._store.admit(None, 0, (), plan.hits(estimated_tokens), plan.slots, at)
+        lease = ConcurrencyLease(self._store, plan.slot_names) if result.allowed else _NO_LEASE
+        return plan.decide(
+            estimated_tokens, result.buckets, result.concurrency_refused, lease, result.allowed
         )
-        tagged = [(k, sid, st) for (k, sid, _), st in zip(hits, result.buckets, strict=True)]
-        requests, tokens = _headline("requests", tagged), _headline("tokens", tagged)
-        if result.allowed:
-            lease = ConcurrencyLease(self._store, [slot.name for _, slot in slots])
-            return RateDecision(
-                True, requests, tokens, scopes=unique, estimated_tokens=estimated_tokens,
-                lease=lease,
-            )  # fmt: skip
-        kind, sid, retry = _refusal(result, tagged, slots)
-        return RateDecision(
-            False, requests, tokens, kind, sid, retry, retry is None,
-            scopes=unique, estimated_tokens=estimated_tokens,
-        )  # fmt: skip
 
     @asynccontextmanager
     async def admit(

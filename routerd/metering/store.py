@@ -5,7 +5,9 @@ async `LedgerStore` protocol, and `InMemoryStore`, the default implementation. A
 will implement the same protocol so several routerd instances share budgets and limits; therefore:
 
 - Every protocol method is ONE atomic operation (a Lua script in Redis). Check-and-hold never
-  spans two calls, and nothing here assumes the caller runs in the same process.
+  spans two calls, and nothing here assumes the caller runs in the same process. A request is
+  two calls: `admit` (rate hits, concurrency slots and budget holds, all or nothing) and
+  `finish` (holds replaced by the actual cost, usage spends, slots back, token corrections).
 - Nothing outside a store touches its state; callers only see the immutable result types below
   (named tuples: several are built per request, and a tuple costs a fraction of a frozen
   dataclass).
@@ -33,16 +35,23 @@ from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 
-class Charge(NamedTuple):
-    """Hold `amount` on `counter` in the window starting at `window_start`, if it fits `limit`.
-
-    `limit=None` records the hold without any check (a counter that is only tracked).
+class Hold(NamedTuple):
+    """Hold the reservation's amount on `counter` in the window starting at `window_start`, if
+    spent + reserved + amount <= `limit` there. `limit=None` records the hold without any check
+    (a counter that is only tracked). A reservation's holds are built once per window by the
+    ledger (the amount is the one per-request part), so they carry no amount of their own.
     """
 
     counter: str
     window_start: datetime | None
-    amount: int
     limit: int | None
+
+
+class Target(NamedTuple):
+    """One counter window that a settlement adds the request's actual cost to."""
+
+    counter: str
+    window_start: datetime | None
 
 
 class Spend(NamedTuple):
@@ -64,18 +73,8 @@ class CounterState(NamedTuple):
         return self.spent + self.reserved
 
 
-class CounterReading(NamedTuple):
-    """One counter window of a reservation, as it stands after the operation."""
-
-    counter: str
-    window_start: datetime | None
-    spent: int
-    reserved: int
-    limit: int | None
-
-
 class Refusal(NamedTuple):
-    """The first charge of a reservation that did not fit, with the counter as it stood."""
+    """The first hold of an admission that did not fit, with the counter as it stood."""
 
     counter: str
     window_start: datetime | None
@@ -85,18 +84,11 @@ class Refusal(NamedTuple):
     limit: int
 
 
-class ReserveResult(NamedTuple):
-    """`ok` and the counters after the hold, or not `ok` (nothing held) and the refusal."""
-
-    ok: bool
-    readings: tuple[CounterReading, ...] = ()
-    refusal: Refusal | None = None
-
-
 class RateHit(NamedTuple):
     """Take `cost` units from the bucket `bucket` that refills `limit` units per window.
 
-    In `rate_adjust` the cost may be negative (units given back, e.g. a token estimate corrected).
+    As a correction (`finish`, `rate_adjust`) the cost may be negative (units given back, e.g. a
+    token estimate corrected).
     """
 
     bucket: str
@@ -129,65 +121,80 @@ class BucketState(NamedTuple):
     retry_after: float | None
 
 
-class AdmitResult(NamedTuple):
-    """All-or-nothing outcome of `rate_admit`: buckets in the order given, concurrency verdict."""
+class Admission(NamedTuple):
+    """All-or-nothing outcome of `admit`.
+
+    `allowed`: every hit, slot and hold was taken; otherwise nothing was. `buckets`: the rate
+    buckets in the order given, after the hits (or as they stand, when refused). A refusal names
+    either the full concurrency slot or the rate buckets that had no room (`BucketState.allowed`)
+    or, when every rate hit and slot fitted, the first budget hold that did not (`refusal`).
+    """
 
     allowed: bool
     buckets: tuple[BucketState, ...]
     concurrency_refused: str | None = None
-    in_flight: tuple[int, ...] = ()
+    refusal: Refusal | None = None
 
 
 class LedgerStore(Protocol):
-    """Shared metering state. Every method is one atomic operation (see the module docstring)."""
+    """Shared metering state. Every method is one atomic operation (see the module docstring).
 
-    async def reserve(self, reservation_id: str, charges: Sequence[Charge]) -> ReserveResult:
-        """Hold every charge if, for each, spent + reserved + amount <= limit; else hold nothing.
+    A request costs two calls: `admit` before the upstream call and `finish` after it.
+    """
 
-        Reservation ids are unique: reusing one that is still held raises `ValueError`.
+    async def admit(
+        self,
+        reservation_id: str | None,
+        amount: int,
+        holds: Sequence[Hold],
+        hits: Sequence[RateHit],
+        slots: Sequence[ConcurrencySlot],
+        now: float,
+    ) -> Admission:
+        """Take every rate hit (at `now`, epoch seconds), one of every concurrency slot and a
+        hold of `amount` on every budget counter, if all fit; else take nothing at all.
+
+        Rate hits and slots are checked first: a rate refusal does not look at the holds, and a
+        budget refusal takes no hit and no slot. The holds are recorded under `reservation_id`
+        (required when there are holds; reusing one that is still held raises `ValueError`).
         """
         ...
 
-    async def settle(
-        self, reservation_id: str | None, actual: int, spends: Sequence[Spend] = ()
-    ) -> tuple[CounterReading, ...]:
-        """Replace the reservation's holds with `actual` spend in the windows they were made in,
-        and add `spends` (settled, no limit check) in the same atomic step.
+    async def finish(
+        self,
+        reservation_id: str | None,
+        actual: int,
+        spends: Sequence[Target],
+        slots: Sequence[str],
+        corrections: Sequence[RateHit],
+        now: float,
+    ) -> bool:
+        """Settle one admitted request: replace the reservation's holds with `actual` spend in
+        the windows they were made in, add `actual` to every `spends` window (no limit check),
+        give back one of each named concurrency slot (never below zero), and add each
+        correction's (possibly negative) cost to its rate bucket at `now` with no limit check.
 
-        Always succeeds (over or under the hold, after a rollover). Unknown, already settled or
-        `None` ids return `()` (the spends are still added). All charges of one reservation must
-        therefore share one unit.
+        Always succeeds (over or under the hold, after a rollover). Returns whether the
+        reservation was held: an unknown, already settled or `None` id settles no hold, but
+        everything else is still applied.
         """
-        ...
-
-    async def release(self, reservation_id: str) -> bool:
-        """Drop the reservation's holds (no cost). `False` if the id is unknown."""
         ...
 
     async def add_spend(self, counter: str, window_start: datetime | None, amount: int) -> None:
-        """Add settled spend with no limit check (journal replay at startup)."""
+        """Add settled spend with no limit check (spend captured during a reload's replay)."""
         ...
 
     async def add_spends(self, spends: Sequence[Spend]) -> None:
-        """`add_spend` of each, as one atomic operation."""
+        """`add_spend` of each, as one atomic operation (journal replay at startup)."""
         ...
 
     async def read(self, counter: str, window_start: datetime | None) -> CounterState:
         """The counter window's state; zero if it was never touched or was collected."""
         ...
 
-    async def rate_admit(
-        self, hits: Sequence[RateHit], now: float, slots: Sequence[ConcurrencySlot] = ()
-    ) -> AdmitResult:
-        """Take every hit and one of every slot if all fit at `now` (epoch seconds); else none."""
-        ...
-
     async def rate_adjust(self, hits: Sequence[RateHit], now: float) -> tuple[BucketState, ...]:
-        """Add each (possibly negative) cost to its bucket with no limit check."""
-        ...
-
-    async def concurrency_release(self, names: Sequence[str]) -> None:
-        """Give back one slot of each name (never below zero)."""
+        """Add each (possibly negative) cost to its bucket with no limit check (startup refill,
+        and a token correction outside a request's settlement)."""
         ...
 
     async def snapshot(self) -> dict[str, Any]:
@@ -212,20 +219,20 @@ class _Bucket:
 _NO_WINDOWS: dict[datetime | None, _Counter] = {}
 
 
-def _raise_duplicate(charges: Sequence[Charge]) -> None:
-    seen: set[tuple[str, datetime | None]] = set()
-    for charge in charges:
-        key = (charge.counter, charge.window_start)
-        if key in seen:
-            raise ValueError(f"counter {charge.counter!r} charged twice in one reservation")
-        seen.add(key)
+def _check_unique(hits: Sequence[RateHit], slots: Sequence[Any]) -> None:
+    count = len(hits)
+    if count == 2:  # the common case (one scope's rpm and tpm): no set
+        if hits[0].bucket == hits[1].bucket:
+            raise ValueError("a rate bucket appears twice in one admission")
+    elif count > 2 and len({hit.bucket for hit in hits}) != count:
+        raise ValueError("a rate bucket appears twice in one admission")
+    if len(slots) > 1 and len({slot.name for slot in slots}) != len(slots):
+        raise ValueError("a concurrency slot appears twice in one admission")
 
 
-def _refused(charge: Charge, spent: int, reserved: int) -> ReserveResult:
-    limit = charge.limit
-    assert limit is not None
-    refusal = Refusal(charge.counter, charge.window_start, charge.amount, spent, reserved, limit)
-    return ReserveResult(ok=False, refusal=refusal)
+def _check_holds(holds: Sequence[Hold]) -> None:
+    if len({(h.counter, h.window_start) for h in holds}) != len(holds):
+        raise ValueError("a counter is held twice in one reservation")
 
 
 def _window_order(window_start: datetime | None) -> float:
@@ -252,14 +259,15 @@ def _check_hit(hit: RateHit) -> None:
 
 def _bucket_state(bucket: _Bucket, name: str, cost: int, allowed: bool) -> BucketState:
     """Derived view of `bucket` after (allowed) or instead of (refused) a hit of `cost`."""
-    capacity = bucket.limit * bucket.window_ms
-    remaining = max(capacity - bucket.debt, 0) // bucket.window_ms
-    reset_ms = _ceil_div(bucket.debt, bucket.limit)
-    retry: float | None = 0.0
-    if not allowed:
-        excess = bucket.debt + cost * bucket.window_ms - capacity
-        retry = None if cost > bucket.limit else _ceil_div(max(excess, 0), bucket.limit) / 1000
-    return BucketState(name, bucket.limit, allowed, remaining, reset_ms / 1000, retry)
+    limit, window_ms, debt = bucket.limit, bucket.window_ms, bucket.debt
+    capacity = limit * window_ms
+    remaining = (capacity - debt) // window_ms if debt < capacity else 0
+    reset = -(-debt // limit) / 1000
+    if allowed:
+        return BucketState(name, limit, True, remaining, reset, 0.0)
+    excess = debt + cost * window_ms - capacity
+    retry = None if cost > limit else _ceil_div(max(excess, 0), limit) / 1000
+    return BucketState(name, limit, False, remaining, reset, retry)
 
 
 class InMemoryStore:
@@ -267,181 +275,211 @@ class InMemoryStore:
 
     def __init__(self) -> None:
         self._counters: dict[str, dict[datetime | None, _Counter]] = {}
-        self._reservations: dict[str, tuple[Charge, ...]] = {}
+        self._reservations: dict[str, tuple[int, tuple[Hold, ...]]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight: dict[str, int] = {}
+        self._checked: object = None  # the last holds found unique (callers reuse the tuple)
 
-    # -- spend counters ------------------------------------------------------------------------
+    # -- one request: admission and settlement -------------------------------------------------
 
-    async def reserve(self, reservation_id: str, charges: Sequence[Charge]) -> ReserveResult:
-        if reservation_id in self._reservations:
-            raise ValueError(f"reservation {reservation_id!r} is already held")
-        for charge in charges:
-            _check_amount(charge.amount, "charge amount")
-        if len(charges) > 1 and len({(c.counter, c.window_start) for c in charges}) != len(charges):
-            _raise_duplicate(charges)
-        counters = self._counters
-        for charge in charges:
-            state = counters.get(charge.counter, _NO_WINDOWS).get(charge.window_start)
-            limit = charge.limit
-            if limit is None:
-                continue
-            if state is None:
-                if charge.amount > limit:
-                    return _refused(charge, 0, 0)
-            elif state.spent + state.reserved + charge.amount > limit:
-                return _refused(charge, state.spent, state.reserved)
-        holds = tuple(charges)  # immutable: kept as the holds
-        readings = []
-        for hold in holds:
-            counter = self._counter(hold.counter, hold.window_start)
-            counter.reserved += hold.amount
-            readings.append(
-                CounterReading(
-                    hold.counter, hold.window_start, counter.spent, counter.reserved, hold.limit
-                )
-            )
-        self._reservations[reservation_id] = holds
-        for hold in holds:
-            self._collect(hold.counter)
-        return ReserveResult(True, tuple(readings))
-
-    async def settle(
-        self, reservation_id: str | None, actual: int, spends: Sequence[Spend] = ()
-    ) -> tuple[CounterReading, ...]:
-        _check_amount(actual, "actual cost")
-        for spend in spends:
-            _check_amount(spend.amount, "spend amount")
-        holds = self._reservations.pop(reservation_id, None) if reservation_id else None
-        readings = []
-        for hold in holds or ():
-            counter = self._counter(hold.counter, hold.window_start)
-            counter.reserved -= hold.amount
-            counter.spent += actual
-            readings.append(
-                CounterReading(
-                    hold.counter, hold.window_start, counter.spent, counter.reserved, hold.limit
-                )
-            )
-        for spend in spends:
-            self._counter(spend.counter, spend.window_start).spent += spend.amount
-            self._collect(spend.counter)
-        for hold in holds or ():
-            self._collect(hold.counter)
-        return tuple(readings)
-
-    async def release(self, reservation_id: str) -> bool:
-        holds = self._reservations.pop(reservation_id, None)
-        if holds is None:
-            return False
-        for hold in holds:
-            self._counter(hold.counter, hold.window_start).reserved -= hold.amount
-            self._collect(hold.counter)
-        return True
-
-    async def add_spend(self, counter: str, window_start: datetime | None, amount: int) -> None:
-        _check_amount(amount, "spend amount")
-        self._counter(counter, window_start).spent += amount
-        self._collect(counter)
-
-    async def add_spends(self, spends: Sequence[Spend]) -> None:
-        for spend in spends:
-            _check_amount(spend.amount, "spend amount")
-        for spend in spends:
-            self._counter(spend.counter, spend.window_start).spent += spend.amount
-            self._collect(spend.counter)
-
-    async def read(self, counter: str, window_start: datetime | None) -> CounterState:
-        return self._peek(counter, window_start)
-
-    def _peek(self, counter: str, window_start: datetime | None) -> CounterState:
-        state = self._counters.get(counter, {}).get(window_start)
-        return CounterState() if state is None else CounterState(state.spent, state.reserved)
-
-    def _counter(self, counter: str, window_start: datetime | None) -> _Counter:
-        """The mutable window, created at zero; callers run `_collect` after changing it."""
-        windows = self._counters.setdefault(counter, {})
-        state = windows.get(window_start)
-        if state is None:
-            state = windows[window_start] = _Counter()
-        return state
-
-    def _collect(self, counter: str) -> None:
-        """Keep the newest two windows of `counter`, and older ones only while they hold."""
-        windows = self._counters[counter]
-        if len(windows) <= 2:
-            return
-        for start in sorted(windows, key=_window_order)[:-2]:
-            if windows[start].reserved == 0:
-                del windows[start]
-
-    # -- rate buckets and concurrency ----------------------------------------------------------
-
-    async def rate_admit(
-        self, hits: Sequence[RateHit], now: float, slots: Sequence[ConcurrencySlot] = ()
-    ) -> AdmitResult:
-        if len(hits) > 1 and len({hit.bucket for hit in hits}) != len(hits):
-            raise ValueError("a rate bucket appears twice in one admission")
-        if len(slots) > 1 and len({slot.name for slot in slots}) != len(slots):
-            raise ValueError("a concurrency slot appears twice in one admission")
+    async def admit(
+        self,
+        reservation_id: str | None,
+        amount: int,
+        holds: Sequence[Hold],
+        hits: Sequence[RateHit],
+        slots: Sequence[ConcurrencySlot],
+        now: float,
+    ) -> Admission:
+        if holds:
+            if reservation_id is None:
+                raise ValueError("budget holds need a reservation id")
+            if reservation_id in self._reservations:
+                raise ValueError(f"reservation {reservation_id!r} is already held")
+            _check_amount(amount, "hold amount")
+        if len(holds) > 1 and holds is not self._checked:
+            _check_holds(holds)
+            self._checked = holds if type(holds) is tuple else None
+        if len(hits) > 1 or len(slots) > 1:
+            _check_unique(hits, slots)
         now_ms = math.floor(now * 1000)
-        for hit in hits:
-            _check_hit(hit)
-            _check_amount(hit.cost, "rate cost")
         buckets = [self._bucket(hit, now_ms) for hit in hits]
         fits = [
             b.debt + hit.cost * b.window_ms <= b.limit * b.window_ms
             for hit, b in zip(hits, buckets, strict=True)
         ]
         in_flight = self._in_flight
-        full = next((s.name for s in slots if in_flight.get(s.name, 0) >= s.limit), None)
+        full = None
+        for slot in slots:
+            if in_flight.get(slot.name, 0) >= slot.limit:
+                full = slot.name
+                break
         allowed = full is None and all(fits)
-        if allowed:
+        found = self._over(holds, amount) if allowed and holds else None
+        refusal = found if isinstance(found, Refusal) else None
+        if allowed and refusal is None:
             for hit, bucket in zip(hits, buckets, strict=True):
                 bucket.debt += hit.cost * bucket.window_ms
             for slot in slots:
                 in_flight[slot.name] = in_flight.get(slot.name, 0) + 1
-        states = tuple(
+            if isinstance(found, list):
+                self._hold(reservation_id or "", amount, tuple(holds), found)
+        else:
+            allowed = False
+        states = [
             _bucket_state(bucket, hit.bucket, hit.cost, fit)
             for hit, bucket, fit in zip(hits, buckets, fits, strict=True)
-        )
-        counts = tuple(in_flight.get(slot.name, 0) for slot in slots)
-        return AdmitResult(allowed, states, full, counts)
+        ]
+        return Admission(allowed, tuple(states), full, refusal)
+
+    async def finish(
+        self,
+        reservation_id: str | None,
+        actual: int,
+        spends: Sequence[Target],
+        slots: Sequence[str],
+        corrections: Sequence[RateHit],
+        now: float,
+    ) -> bool:
+        _check_amount(actual, "actual cost")
+        held = self._reservations.pop(reservation_id, None) if reservation_id else None
+        counters, add = self._counters, self._add
+        if held is not None:
+            amount, holds = held
+            for hold in holds:
+                windows = counters.get(hold.counter, _NO_WINDOWS)
+                state = windows.get(hold.window_start)
+                if state is None:  # a hold of 0 in a stale window may have been collected
+                    add(hold.counter, hold.window_start, actual, -amount)
+                    continue
+                state.reserved -= amount
+                state.spent += actual
+                if len(windows) > 2:
+                    self._collect(windows)
+        for target in spends:
+            state = counters.get(target.counter, _NO_WINDOWS).get(target.window_start)
+            if state is None:
+                add(target.counter, target.window_start, actual, 0)
+            else:  # an existing window: nothing new to collect
+                state.spent += actual
+        self._release(slots)
+        if corrections:
+            now_ms = math.floor(now * 1000)
+            for hit in corrections:
+                bucket = self._bucket(hit, now_ms, signed=True)
+                bucket.debt = max(bucket.debt + hit.cost * bucket.window_ms, 0)
+        return held is not None
+
+    # -- spend counters ------------------------------------------------------------------------
+
+    def _over(self, holds: Sequence[Hold], amount: int) -> Refusal | list[_Counter | None]:
+        """The first hold of `amount` that does not fit its limit, as the counter stands; or,
+        when all fit, each hold's window as it stands (None: not created yet)."""
+        counters = self._counters
+        found: list[_Counter | None] = []
+        for hold in holds:
+            state = counters.get(hold.counter, _NO_WINDOWS).get(hold.window_start)
+            found.append(state)
+            limit = hold.limit
+            if limit is None:
+                continue
+            spent, reserved = (0, 0) if state is None else (state.spent, state.reserved)
+            if spent + reserved + amount > limit:
+                return Refusal(hold.counter, hold.window_start, amount, spent, reserved, limit)
+        return found
+
+    def _hold(
+        self,
+        reservation_id: str,
+        amount: int,
+        holds: tuple[Hold, ...],
+        found: list[_Counter | None],
+    ) -> None:
+        """Hold `amount` on each window `_over` found (holding never makes a window
+        collectable, so only a new one needs `_add` and its collection)."""
+        for hold, state in zip(holds, found, strict=True):
+            if state is None:
+                self._add(hold.counter, hold.window_start, 0, amount)
+            else:
+                state.reserved += amount
+        self._reservations[reservation_id] = (amount, holds)
+
+    async def add_spend(self, counter: str, window_start: datetime | None, amount: int) -> None:
+        await self.add_spends((Spend(counter, window_start, amount),))
+
+    async def add_spends(self, spends: Sequence[Spend]) -> None:
+        for spend in spends:
+            _check_amount(spend.amount, "spend amount")
+        for spend in spends:
+            self._add(spend.counter, spend.window_start, spend.amount, 0)
+
+    async def read(self, counter: str, window_start: datetime | None) -> CounterState:
+        state = self._counters.get(counter, _NO_WINDOWS).get(window_start)
+        return CounterState() if state is None else CounterState(state.spent, state.reserved)
+
+    def _add(self, counter: str, window_start: datetime | None, spent: int, reserved: int) -> None:
+        """Add to the counter window (created at zero), then collect its old windows."""
+        windows = self._counters.get(counter)
+        if windows is None:
+            windows = self._counters[counter] = {}
+        state = windows.get(window_start)
+        if state is None:
+            state = windows[window_start] = _Counter()
+        state.spent += spent
+        state.reserved += reserved
+        if len(windows) > 2:
+            self._collect(windows)
+
+    @staticmethod
+    def _collect(windows: dict[datetime | None, _Counter]) -> None:
+        """Keep the newest two windows, and older ones only while they hold a reservation."""
+        for start in sorted(windows, key=_window_order)[:-2]:
+            if windows[start].reserved == 0:
+                del windows[start]
+
+    # -- rate buckets and concurrency ----------------------------------------------------------
 
     async def rate_adjust(self, hits: Sequence[RateHit], now: float) -> tuple[BucketState, ...]:
         now_ms = math.floor(now * 1000)
         states = []
         for hit in hits:
-            _check_hit(hit)
-            bucket = self._bucket(hit, now_ms)
+            bucket = self._bucket(hit, now_ms, signed=True)
             bucket.debt = max(bucket.debt + hit.cost * bucket.window_ms, 0)
             fits = bucket.debt <= bucket.limit * bucket.window_ms
             states.append(_bucket_state(bucket, hit.bucket, 0, fits))
         return tuple(states)
 
-    def _bucket(self, hit: RateHit, now_ms: int) -> _Bucket:
-        """The bucket of `hit`, decayed to `now_ms` and rescaled if its limit or window changed."""
+    def _bucket(self, hit: RateHit, now_ms: int, signed: bool = False) -> _Bucket:
+        """The bucket of `hit`, decayed to `now_ms` and rescaled if its limit or window changed.
+        Checks the hit first (a negative cost only when `signed`)."""
+        cost = hit.cost
+        if type(cost) is not int or (cost < 0 and not signed):
+            _check_amount(cost, "rate cost")
+        if hit.limit <= 0 or hit.window_seconds <= 0:
+            _check_hit(hit)
         window_ms = hit.window_seconds * 1000
         bucket = self._buckets.get(hit.bucket)
         if bucket is None:
             bucket = self._buckets[hit.bucket] = _Bucket(0, now_ms, hit.limit, window_ms)
             return bucket
-        elapsed = max(now_ms - bucket.at_ms, 0)
-        bucket.debt = max(bucket.debt - elapsed * bucket.limit, 0)
-        bucket.at_ms = max(bucket.at_ms, now_ms)
+        if now_ms > bucket.at_ms:
+            debt = bucket.debt - (now_ms - bucket.at_ms) * bucket.limit
+            bucket.debt = debt if debt > 0 else 0
+            bucket.at_ms = now_ms
         if bucket.limit != hit.limit or bucket.window_ms != window_ms:
             # Keep the units already used (debt / window_ms) across a reload that changes them.
             bucket.debt = _ceil_div(bucket.debt * window_ms, bucket.window_ms)
             bucket.limit, bucket.window_ms = hit.limit, window_ms
         return bucket
 
-    async def concurrency_release(self, names: Sequence[str]) -> None:
+    def _release(self, names: Sequence[str]) -> None:
+        in_flight = self._in_flight
         for name in names:
-            count = self._in_flight.get(name, 0) - 1
+            count = in_flight.get(name, 0) - 1
             if count > 0:
-                self._in_flight[name] = count
+                in_flight[name] = count
             else:
-                self._in_flight.pop(name, None)
+                in_flight.pop(name, None)
 
     # -- admin ---------------------------------------------------------------------------------
 

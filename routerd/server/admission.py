@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from routerd.errors import ErrorCode, RouterdError
-from routerd.metering.budgets import BudgetRule
-from routerd.metering.ledger import BudgetRefusal, unique_rules
+from routerd.metering.ledger import BudgetRefusal, Reservation
 from routerd.metering.pricing import pico_to_usd
 from routerd.metering.ratelimit import RateDecision
 from routerd.metering.usage import format_ts
@@ -44,7 +43,8 @@ class Estimate(NamedTuple):
 
 
 def estimate(raw: bytes, body: dict[str, Any], embeddings: bool = False) -> Estimate:
-    images = sum(raw.count(marker) for marker in _IMAGE_MARKERS)
+    # every marker contains b"image": one scan of a text-only body instead of one per marker
+    images = sum(raw.count(marker) for marker in _IMAGE_MARKERS) if b"image" in raw else 0
     requested = None
     if not embeddings:
         for name in _MAX_TOKEN_FIELDS:
@@ -106,14 +106,6 @@ def _budget_refusal(gateway: Gateway, refusal: BudgetRefusal) -> RouterdError:
     )
 
 
-def _rules(key_rules: tuple[BudgetRule, ...], routes: Sequence[ModelRoute]) -> Sequence[BudgetRule]:
-    """The budgets the request is held on: the key's and the candidate models' (usually no
-    model budget at all: then the key's tuple as it is)."""
-    if not any(route.budgets for route in routes):
-        return key_rules
-    return unique_rules(key_rules, *(route.budgets for route in routes))
-
-
 async def admit(
     gateway: Gateway,
     ctx: RequestContext,
@@ -121,18 +113,24 @@ async def admit(
     routes: Sequence[ModelRoute],
     embeddings: bool = False,
 ) -> None:
-    """Take the rate-limit hit and the budget hold for `ctx`, or raise the refusal."""
+    """Take the rate-limit hits, concurrency slots and budget holds for `ctx` in one store call
+    (all or nothing: a budget refusal takes no rate hit), or raise the refusal."""
     key = ctx.key
     assert key is not None
     ctx.prompt_estimate = est.prompt_bound // 4
-    if key.rate_scopes:
-        decision = await gateway.limiter.check_scopes(key.rate_scopes, est.rate_tokens)
-        ctx.rate = decision
-        if not decision.allowed:
-            raise _rate_refusal(gateway, decision)
-    rules = _rules(key.budgets, routes)
+    ledger = gateway.ledger
+    if len(routes) == 1:
+        rules = ledger.rules_for(key.budgets, (routes[0].budgets,))
+    else:
+        rules = ledger.rules_for(key.budgets, [route.budgets for route in routes])
     amount = worst_case_pico(est, routes, embeddings) if rules else 0
-    held = await gateway.ledger.reserve(rules, amount)  # no rule: no store call
+    admitted = await ledger.admit(rules, amount, key.rate_plan, est.rate_tokens)
+    if admitted.rate is not None:
+        ctx.rate = admitted.rate
+        if not admitted.rate.allowed:
+            raise _rate_refusal(gateway, admitted.rate)
+    held = admitted.held
     if isinstance(held, BudgetRefusal):
         raise _budget_refusal(gateway, held)
+    assert isinstance(held, Reservation)
     ctx.reservation = held

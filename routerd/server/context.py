@@ -82,18 +82,15 @@ def streamed_usage(usage: Usage, ctx: RequestContext) -> Usage:
 
 
 async def _settle(gateway: Gateway, ctx: RequestContext, record: JournalRecord) -> None:
-    """Give back what admission took: exact cost for the budget holds, slots, token estimate."""
+    """Give back what admission took, in one store call: exact cost for the budget holds,
+    slots, token estimate."""
     if ctx.reservation is not None or record.cost_pico_usd:
         done = Settled(
             ctx.request_id, record.key_id, record.user, tuple(record.tags),
             record.resolved_model or "", record.cost_pico_usd,
         )  # fmt: skip
-        await gateway.ledger.settle(ctx.reservation, done)
-    rate = ctx.rate
-    if rate is not None and rate.allowed:
-        await rate.lease.release()
-        actual = record.prompt_tokens + record.completion_tokens
-        await gateway.limiter.correct_tokens(rate.scopes, rate.estimated_tokens, actual)
+        tokens = record.prompt_tokens + record.completion_tokens
+        await gateway.ledger.settle(ctx.reservation, done, tokens)
 
 
 async def finish(gateway: Gateway, ctx: RequestContext) -> None:
