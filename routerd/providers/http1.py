@@ -5,9 +5,10 @@ request: one keep-alive `Pool` per origin (at most `pool_size` connections, FIFO
 `http://` and `https://` (TLS from `ssl.create_default_context()`, SNI = host; a private CA is
 trusted through `SSL_CERT_FILE`), responses parsed by httptools (see `http1_conn`).
 
-- The request is written with one `transport.write`: request line, Host, Accept-Encoding
-  (`gzip, deflate`, like aiohttp; gzip/deflate bodies are decoded), Content-Length, the
-  request's headers (a header or URL with a line break is refused, never sent), the body.
+- The request is written with one `transport.write`: request line, Host, Content-Length,
+  Accept-Encoding (`gzip, deflate`, like aiohttp; gzip/deflate bodies are decoded), the
+  request's headers (a header or URL with a line break is refused, never sent), the body. The
+  request line per URL and an adapter's fixed headers (`http1_wire`) are encoded only once.
 - Timeouts: `connect` (TCP + TLS of a new connection), `first_byte` (until the response
   headers, pool wait and connect included), `idle` (the longest gap between two body chunks
   while routerd waits for one: `IdleWatch`, one timer per idle period) and `total` (the whole
@@ -53,6 +54,7 @@ from routerd.providers.http1_conn import (
     MalformedResponse,
 )
 from routerd.providers.http1_pool import Pool
+from routerd.providers.http1_wire import header_block
 
 _FAILURES = (Http1Error, OSError, TimeoutError)
 _MAX_TARGETS = 1024  # cached request lines (one per upstream URL of the catalog)
@@ -193,13 +195,15 @@ class Http1Response:
 
 
 class _Target:
-    """What one upstream URL needs on the request path: its pool and request-line tail."""
+    """What one upstream URL needs on the request path: its pool and request-line tail
+    (encoded, and whole with the method for POST, which is every request routerd sends)."""
 
-    __slots__ = ("head", "pool")
+    __slots__ = ("head", "pool", "post")
 
     def __init__(self, pool: Pool, head: str) -> None:
         self.pool = pool
-        self.head = head
+        self.head = head.encode()
+        self.post = b"POST" + self.head
 
 
 def _refused(what: str) -> UpstreamError:
@@ -243,7 +247,7 @@ class Http1Transport:
         self, request: UpstreamRequest, give_back: Callable[[], None] | None
     ) -> Http1Response:
         target = self._targets.get(request.url) or self._target(request.url)
-        payload = _payload(request, target.head)
+        payload = _payload(request, target)
         t = request.timeouts
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -327,17 +331,14 @@ class Http1Transport:
         return self._tls
 
 
-def _payload(request: UpstreamRequest, head: str) -> bytes:
+def _payload(request: UpstreamRequest, target: _Target) -> bytes:
     """The whole request in one buffer; a header with a line break is refused, never sent."""
-    headers = request.headers
-    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    count = len(headers)
-    if block.count("\n") != count or block.count("\r") != count:
-        raise _refused("a header")
-    accept = "" if "\naccept-encoding:" in f"\n{block.lower()}" else _ACCEPT
+    block = request.wire_headers
+    if block is None:  # headers the adapter did not encode at load (forwarded client headers)
+        block = header_block(request.headers)
+        if block is None:
+            raise _refused("a header")
+    method = request.method
+    head = target.post if method == "POST" else method.encode() + target.head
     body = request.body
-    text = f"{request.method}{head}{accept}Content-Length: {len(body)}\r\n{block}\r\n"
-    return text.encode("utf-8") + body
-
-
-_ACCEPT = "Accept-Encoding: gzip, deflate\r\n"
+    return b"".join((head, b"Content-Length: %d\r\n" % len(body), block, body))
