@@ -233,7 +233,24 @@ class Http1Transport:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         give_back = await self._limit.acquire() if self._limit.active else None
         try:
-            return await self._exchange(request, give_back)
+            target = self._targets.get(request.url) or self._target(request.url)
+            payload = _payload(request, target)
+            t = request.timeouts
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            total_at = start + t.total if t.total else None
+            headers_at = start + t.first_byte if t.first_byte else None
+            if total_at is not None and (headers_at is None or total_at < headers_at):
+                headers_at = total_at
+            pool = target.pool
+            try:
+                conn = await self._answered(pool, payload, headers_at, t.connect, loop)
+            except _FAILURES as exc:
+                raise upstream_error(exc) from None
+            total = None
+            if total_at is not None and not conn.done:
+                total = loop.call_at(total_at, conn.fail_timeout)
+            return Http1Response(conn, pool, give_back, t.idle, total)
         except BaseException:
             if give_back is not None:
                 give_back()
@@ -242,28 +259,6 @@ class Http1Transport:
     async def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
-
-    async def _exchange(
-        self, request: UpstreamRequest, give_back: Callable[[], None] | None
-    ) -> Http1Response:
-        target = self._targets.get(request.url) or self._target(request.url)
-        payload = _payload(request, target)
-        t = request.timeouts
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        total_at = start + t.total if t.total else None
-        headers_at = start + t.first_byte if t.first_byte else None
-        if total_at is not None and (headers_at is None or total_at < headers_at):
-            headers_at = total_at
-        pool = target.pool
-        try:
-            conn = await self._answered(pool, payload, headers_at, t.connect, loop)
-        except _FAILURES as exc:
-            raise upstream_error(exc) from None
-        total = None
-        if total_at is not None and not conn.done:
-            total = loop.call_at(total_at, conn.fail_timeout)
-        return Http1Response(conn, pool, give_back, t.idle, total)
 
     async def _answered(
         self,
