@@ -603,3 +603,34 @@ async def test_adapter_headers_encoded_at_load_and_forwarded_ones_per_request() 
             assert got.count(header) == 1, got
     assert b"anthropic-beta: tools-2024" in lines[1]
     assert b"anthropic-beta: tools-2024" not in lines[0]
+
+
+async def test_one_connection_keeps_each_exchanges_own_first_byte_limit() -> None:
+    """The header limit is one re-armed timer per connection: on one kept-alive connection a
+    later, longer limit is not cut short by an earlier one, and an earlier, shorter limit is
+    not pushed out to a longer one armed before it."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    delays = [0.0, 0.6, 0.0, 30.0]  # the server's wait before each answer, in order
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        for delay in delays:
+            await read_request(reader)
+            await asyncio.sleep(delay)
+            writer.write(ok)
+            await writer.drain()
+
+    def limit(first_byte: float) -> Timeouts:
+        return Timeouts(connect=2, first_byte=first_byte, idle=60, total=60)
+
+    async with raw_server(handler) as (url, connections):
+        t = transport("http1", url)
+        assert await fetch(t, post(url, timeouts=limit(0.2))) == (200, b"ok")
+        assert await fetch(t, post(url, timeouts=limit(20))) == (200, b"ok")  # past 0.2 s
+        assert await fetch(t, post(url, timeouts=limit(50))) == (200, b"ok")
+        async with asyncio.timeout(10):  # the 20 s and 50 s timers must not serve this one
+            with pytest.raises(UpstreamError) as err:
+                await fetch(t, post(url, timeouts=limit(0.3)))
+        assert err.value.code is ErrorCode.provider_timeout
+        assert connections == [0]
+        assert isinstance(t, Http1Transport) and t.in_use == 0
+        await t.close()

@@ -12,7 +12,8 @@ trusted through `SSL_CERT_FILE`), responses parsed by httptools (see `http1_conn
 - Timeouts: `connect` (TCP + TLS of a new connection), `first_byte` (until the response
   headers, pool wait and connect included), `idle` (the longest gap between two body chunks
   while routerd waits for one: `IdleWatch`, one timer per idle period) and `total` (the whole
-  exchange). The header and total limits are plain loop timers, not `asyncio.timeout` scopes.
+  exchange). The header and total limits are plain loop timers, not `asyncio.timeout` scopes;
+  the header limit is one timer per connection, re-armed, not one per request.
 - The provider's `max_concurrency` slots are the shared `ConcurrencyLimit`.
 - `release()` gives the connection back to the pool only when the whole body arrived and the
   server allows keep-alive; otherwise the connection is closed.
@@ -275,17 +276,13 @@ class Http1Transport:
                 conn = await pool.acquire(connect)
         retried = False
         while True:
-            waiter = conn.begin(payload)
-            timer = loop.call_at(headers_at, conn.fail_timeout) if headers_at else None
+            waiter = conn.begin(payload, headers_at)
             try:
                 await waiter
             except BaseException:
                 conn.finish()
                 pool.release(conn, False)
                 raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
             if conn.headers_done:
                 return conn
             exc = conn.exc or ConnectionClosed(conn.got_bytes)
