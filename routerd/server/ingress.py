@@ -129,7 +129,8 @@ class _Request:
             body, dropped = WIRE[wire].encode_request(req, self.names, default_max)
         except TranslationError as exc:
             raise _translation_error(exc) from None
-        self.gateway.metrics.dropped_fields(self.spec.name, dropped)
+        if dropped:
+            self.gateway.metrics.dropped_fields(self.spec.name, dropped)
         return Prepared(body, {})
 
 
