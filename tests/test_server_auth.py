@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -144,6 +146,34 @@ async def test_body_too_large(routerd: Routerd, client: openai.AsyncOpenAI) -> N
     (line,) = await routerd.wait_journal(1)
     assert (line["status"], line["error_code"]) == (413, "payload_too_large")
     assert line["key_id"] == "full"
+
+
+def _sized_body(size: int) -> bytes:
+    """A valid chat request to echo/echo-1 of exactly `size` bytes."""
+    head, tail = b'{"model":"echo/echo-1","messages":[{"role":"user","content":"', b'"}]}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+async def test_body_size_limit_is_inclusive(routerd: Routerd, http: aiohttp.ClientSession) -> None:
+    """max_body_bytes is the largest body accepted, however the body arrives."""
+    status, _ = await _post_raw(routerd, http, _sized_body(MAX_BODY_BYTES))
+    assert status == 200
+    status, body = await _post_raw(routerd, http, _sized_body(MAX_BODY_BYTES + 1))
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+
+    async def slowly(data: bytes) -> AsyncIterator[bytes]:  # the body after the head, in parts
+        await asyncio.sleep(0.05)
+        yield data[:100]
+        await asyncio.sleep(0.05)
+        yield data[100:]
+
+    auth = {"Authorization": f"Bearer {FULL_KEY}", "Content-Type": "application/json"}
+    for size, want in ((MAX_BODY_BYTES, 200), (MAX_BODY_BYTES + 1, 413)):
+        data = _sized_body(size)
+        headers = {**auth, "Content-Length": str(len(data))}
+        url = f"{routerd.url}/v1/chat/completions"
+        async with http.post(url, data=slowly(data), headers=headers) as resp:
+            assert resp.status == want, await resp.text()
 
 
 @pytest.mark.parametrize(

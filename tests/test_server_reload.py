@@ -14,7 +14,15 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.conftest import ECHO_KEY, FULL_KEY, MASTER_KEY, Routerd, read_journal, write_config
+from tests.conftest import (
+    ECHO_KEY,
+    FULL_KEY,
+    MASTER_KEY,
+    UPSTREAM_SECRET,
+    Routerd,
+    read_journal,
+    write_config,
+)
 from tests.test_server_ops import sample
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -184,3 +192,25 @@ async def test_subprocess_sighup_and_sigterm(tmp_path: Path, http: aiohttp.Clien
     assert lines[-1]["resolved_model"] == "echo/echo-2"
     assert lines[-1]["config_generation"] == 2
     assert all(line["status"] == 200 for line in lines)
+
+
+async def test_reload_that_changes_a_providers_headers_is_seen_by_the_next_request(
+    routerd: Routerd, http: aiohttp.ClientSession
+) -> None:
+    """The provider's fixed headers are encoded once at load: a reload must encode them anew."""
+    assert await ask(http, routerd.url, "fake/gpt-test") == (200, "fake/gpt-test")
+    first = routerd.fake.last.headers
+    assert first["Authorization"] == f"Bearer {UPSTREAM_SECRET}"
+    assert "X-Team" not in first
+    doc = yaml.safe_load((routerd.root / "providers.yaml").read_text())
+    doc["providers"]["fake"]["headers"] = {"X-Team": "blue"}
+    doc["providers"]["fake"]["api_key"] = "sk-rotated"
+    (routerd.root / "providers.yaml").write_text(yaml.safe_dump(doc))
+    ok, message = await routerd.gateway.reload()
+    assert ok, message
+    assert await ask(http, routerd.url, "fake/gpt-test") == (200, "fake/gpt-test")
+    after = routerd.fake.last.headers
+    assert after["X-Team"] == "blue"
+    assert after["Authorization"] == "Bearer sk-rotated"
+    assert after["Content-Type"] == "application/json"
+    assert routerd.fake.last.body["model"] == "gpt-upstream"

@@ -557,3 +557,80 @@ async def test_idle_connection_the_server_closed_is_not_reused(kind: TransportKi
         if isinstance(t, Http1Transport):
             assert t.in_use == 0
         await t.close()
+
+
+async def test_adapter_headers_encoded_at_load_and_forwarded_ones_per_request() -> None:
+    """An adapter's fixed headers go out as encoded once at load; a request that forwards
+    client headers (anthropic-beta) sends those and the fixed ones, each exactly once."""
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            try:
+                seen.append(await read_request(reader))
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with raw_server(handler) as (url, _):
+        config = ProviderConfig(
+            name="t",
+            type="anthropic",
+            base_url=url,
+            api_key="sk-up",
+            headers=(("X-Team", "blue"),),
+            pool_size=2,
+            timeouts=QUICK,
+            api_version=None,
+            enabled=True,
+            disabled_reason=None,
+        )
+        provider = build_provider(config)
+        plain = provider.adapter.build_request("m", {"max_tokens": 1}, False)
+        assert plain.wire_headers is not None
+        forwarding = provider.adapter.build_request(
+            "m", {"max_tokens": 1}, False, {"anthropic-beta": "tools-2024"}
+        )
+        for request in (plain, forwarding):
+            request.timeouts = QUICK
+            assert await fetch(provider.transport, request) == (200, b"ok")
+        await provider.transport.close()
+    lines = [head.split(b"\r\n\r\n")[0].lower().split(b"\r\n") for head in seen]
+    for got in lines:
+        assert got[0].startswith(b"post ") and got[0].endswith(b"/messages http/1.1")
+        for header in (b"x-team: blue", b"x-api-key: sk-up", b"accept-encoding: gzip, deflate"):
+            assert got.count(header) == 1, got
+    assert b"anthropic-beta: tools-2024" in lines[1]
+    assert b"anthropic-beta: tools-2024" not in lines[0]
+
+
+async def test_one_connection_keeps_each_exchanges_own_first_byte_limit() -> None:
+    """The header limit is one re-armed timer per connection: on one kept-alive connection a
+    later, longer limit is not cut short by an earlier one, and an earlier, shorter limit is
+    not pushed out to a longer one armed before it."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    delays = [0.0, 0.6, 0.0, 30.0]  # the server's wait before each answer, in order
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        for delay in delays:
+            await read_request(reader)
+            await asyncio.sleep(delay)
+            writer.write(ok)
+            await writer.drain()
+
+    def limit(first_byte: float) -> Timeouts:
+        return Timeouts(connect=2, first_byte=first_byte, idle=60, total=60)
+
+    async with raw_server(handler) as (url, connections):
+        t = transport("http1", url)
+        assert await fetch(t, post(url, timeouts=limit(0.2))) == (200, b"ok")
+        assert await fetch(t, post(url, timeouts=limit(20))) == (200, b"ok")  # past 0.2 s
+        assert await fetch(t, post(url, timeouts=limit(50))) == (200, b"ok")
+        async with asyncio.timeout(10):  # the 20 s and 50 s timers must not serve this one
+            with pytest.raises(UpstreamError) as err:
+                await fetch(t, post(url, timeouts=limit(0.3)))
+        assert err.value.code is ErrorCode.provider_timeout
+        assert connections == [0]
+        assert isinstance(t, Http1Transport) and t.in_use == 0
+        await t.close()

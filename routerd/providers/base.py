@@ -25,6 +25,7 @@ import orjson
 
 from routerd.config.model import ProviderConfig, Timeouts
 from routerd.errors import ErrorCode, RouterdError
+from routerd.providers.http1_wire import header_block
 
 
 class UpstreamError(RouterdError):
@@ -54,6 +55,8 @@ class UpstreamRequest:
     body: bytes
     stream: bool
     timeouts: Timeouts
+    # `headers` encoded once by the adapter (http1 writes them as they are); None: encode them
+    wire_headers: bytes | None = None
 
 
 class UpstreamResponse(Protocol):
@@ -329,6 +332,7 @@ class JsonAdapter:
     ) -> None:
         self._url = url
         self._headers = headers
+        self._wire_headers = header_block(headers)  # the fixed headers, encoded at load
         self._timeouts = timeouts
         self._embeddings_url = embeddings_url
         self._count_tokens_url = count_tokens_url
@@ -341,9 +345,18 @@ class JsonAdapter:
         client_headers: Mapping[str, str] | None = None,
     ) -> UpstreamRequest:
         body["model"] = upstream_model
-        headers = {**client_headers, **self._headers} if client_headers else self._headers
+        if client_headers:
+            headers = {**client_headers, **self._headers}
+            payload = orjson.dumps(body)
+            return UpstreamRequest("POST", self._url, headers, payload, stream, self._timeouts)
         return UpstreamRequest(
-            "POST", self._url, headers, orjson.dumps(body), stream, self._timeouts
+            "POST",
+            self._url,
+            self._headers,
+            orjson.dumps(body),
+            stream,
+            self._timeouts,
+            self._wire_headers,
         )
 
     def build_embeddings_request(
@@ -354,7 +367,13 @@ class JsonAdapter:
             return None
         body["model"] = upstream_model
         return UpstreamRequest(
-            "POST", self._embeddings_url, self._headers, orjson.dumps(body), False, self._timeouts
+            "POST",
+            self._embeddings_url,
+            self._headers,
+            orjson.dumps(body),
+            False,
+            self._timeouts,
+            self._wire_headers,
         )
 
     def build_count_tokens_request(

@@ -5,13 +5,15 @@ request: one keep-alive `Pool` per origin (at most `pool_size` connections, FIFO
 `http://` and `https://` (TLS from `ssl.create_default_context()`, SNI = host; a private CA is
 trusted through `SSL_CERT_FILE`), responses parsed by httptools (see `http1_conn`).
 
-- The request is written with one `transport.write`: request line, Host, Accept-Encoding
-  (`gzip, deflate`, like aiohttp; gzip/deflate bodies are decoded), Content-Length, the
-  request's headers (a header or URL with a line break is refused, never sent), the body.
+- The request is written with one `transport.write`: request line, Host, Content-Length,
+  Accept-Encoding (`gzip, deflate`, like aiohttp; gzip/deflate bodies are decoded), the
+  request's headers (a header or URL with a line break is refused, never sent), the body. The
+  request line per URL and an adapter's fixed headers (`http1_wire`) are encoded only once.
 - Timeouts: `connect` (TCP + TLS of a new connection), `first_byte` (until the response
   headers, pool wait and connect included), `idle` (the longest gap between two body chunks
   while routerd waits for one: `IdleWatch`, one timer per idle period) and `total` (the whole
-  exchange). The header and total limits are plain loop timers, not `asyncio.timeout` scopes.
+  exchange). The header and total limits are plain loop timers, not `asyncio.timeout` scopes;
+  the header limit is one timer per connection, re-armed, not one per request.
 - The provider's `max_concurrency` slots are the shared `ConcurrencyLimit`.
 - `release()` gives the connection back to the pool only when the whole body arrived and the
   server allows keep-alive; otherwise the connection is closed.
@@ -53,6 +55,7 @@ from routerd.providers.http1_conn import (
     MalformedResponse,
 )
 from routerd.providers.http1_pool import Pool
+from routerd.providers.http1_wire import header_block
 
 _FAILURES = (Http1Error, OSError, TimeoutError)
 _MAX_TARGETS = 1024  # cached request lines (one per upstream URL of the catalog)
@@ -193,13 +196,15 @@ class Http1Response:
 
 
 class _Target:
-    """What one upstream URL needs on the request path: its pool and request-line tail."""
+    """What one upstream URL needs on the request path: its pool and request-line tail
+    (encoded, and whole with the method for POST, which is every request routerd sends)."""
 
-    __slots__ = ("head", "pool")
+    __slots__ = ("head", "pool", "post")
 
     def __init__(self, pool: Pool, head: str) -> None:
         self.pool = pool
-        self.head = head
+        self.head = head.encode()
+        self.post = b"POST" + self.head
 
 
 def _refused(what: str) -> UpstreamError:
@@ -229,7 +234,24 @@ class Http1Transport:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         give_back = await self._limit.acquire() if self._limit.active else None
         try:
-            return await self._exchange(request, give_back)
+            target = self._targets.get(request.url) or self._target(request.url)
+            payload = _payload(request, target)
+            t = request.timeouts
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            total_at = start + t.total if t.total else None
+            headers_at = start + t.first_byte if t.first_byte else None
+            if total_at is not None and (headers_at is None or total_at < headers_at):
+                headers_at = total_at
+            pool = target.pool
+            try:
+                conn = await self._answered(pool, payload, headers_at, t.connect, loop)
+            except _FAILURES as exc:
+                raise upstream_error(exc) from None
+            total = None
+            if total_at is not None and not conn.done:
+                total = loop.call_at(total_at, conn.fail_timeout)
+            return Http1Response(conn, pool, give_back, t.idle, total)
         except BaseException:
             if give_back is not None:
                 give_back()
@@ -238,28 +260,6 @@ class Http1Transport:
     async def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
-
-    async def _exchange(
-        self, request: UpstreamRequest, give_back: Callable[[], None] | None
-    ) -> Http1Response:
-        target = self._targets.get(request.url) or self._target(request.url)
-        payload = _payload(request, target.head)
-        t = request.timeouts
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        total_at = start + t.total if t.total else None
-        headers_at = start + t.first_byte if t.first_byte else None
-        if total_at is not None and (headers_at is None or total_at < headers_at):
-            headers_at = total_at
-        pool = target.pool
-        try:
-            conn = await self._answered(pool, payload, headers_at, t.connect, loop)
-        except _FAILURES as exc:
-            raise upstream_error(exc) from None
-        total = None
-        if total_at is not None and not conn.done:
-            total = loop.call_at(total_at, conn.fail_timeout)
-        return Http1Response(conn, pool, give_back, t.idle, total)
 
     async def _answered(
         self,
@@ -276,17 +276,13 @@ class Http1Transport:
                 conn = await pool.acquire(connect)
         retried = False
         while True:
-            waiter = conn.begin(payload)
-            timer = loop.call_at(headers_at, conn.fail_timeout) if headers_at else None
+            waiter = conn.begin(payload, headers_at)
             try:
                 await waiter
             except BaseException:
                 conn.finish()
                 pool.release(conn, False)
                 raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
             if conn.headers_done:
                 return conn
             exc = conn.exc or ConnectionClosed(conn.got_bytes)
@@ -327,17 +323,14 @@ class Http1Transport:
         return self._tls
 
 
-def _payload(request: UpstreamRequest, head: str) -> bytes:
+def _payload(request: UpstreamRequest, target: _Target) -> bytes:
     """The whole request in one buffer; a header with a line break is refused, never sent."""
-    headers = request.headers
-    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
-    count = len(headers)
-    if block.count("\n") != count or block.count("\r") != count:
-        raise _refused("a header")
-    accept = "" if "\naccept-encoding:" in f"\n{block.lower()}" else _ACCEPT
+    block = request.wire_headers
+    if block is None:  # headers the adapter did not encode at load (forwarded client headers)
+        block = header_block(request.headers)
+        if block is None:
+            raise _refused("a header")
+    method = request.method
+    head = target.post if method == "POST" else method.encode() + target.head
     body = request.body
-    text = f"{request.method}{head}{accept}Content-Length: {len(body)}\r\n{block}\r\n"
-    return text.encode("utf-8") + body
-
-
-_ACCEPT = "Accept-Encoding: gzip, deflate\r\n"
+    return b"".join((head, b"Content-Length: %d\r\n" % len(body), block, body))

@@ -69,6 +69,9 @@ class Connection(asyncio.Protocol):
         self.done = False
         self.keep_alive = False
         self.exc: BaseException | None = None
+        self._headers_due: float | None = None  # loop time the pending headers are late at
+        self._due_timer: asyncio.TimerHandle | None = None
+        self._due_timer_at = 0.0
 
     # --- asyncio protocol ---------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class Connection(asyncio.Protocol):
             return
         self.status = status
         self.headers_done = True
+        self._headers_due = None
         waiter = self._headers_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -146,9 +150,9 @@ class Connection(asyncio.Protocol):
 
     # --- the exchange -------------------------------------------------------------------------
 
-    def begin(self, payload: bytes) -> asyncio.Future[None]:
+    def begin(self, payload: bytes, headers_due: float | None = None) -> asyncio.Future[None]:
         """Write one request; the future resolves when the headers arrived or the exchange
-        failed (then `exc` says why)."""
+        failed (then `exc` says why): a TimeoutError when they had not by `headers_due`."""
         self._active = True
         self.status = 0
         self.raw_headers = []
@@ -164,7 +168,33 @@ class Connection(asyncio.Protocol):
             self.set_exception(ConnectionClosed(False))
         else:
             transport.write(payload)
+            if headers_due is not None:
+                self._watch_headers(headers_due)
         return waiter
+
+    def _watch_headers(self, due: float) -> None:
+        """One timer serves the exchanges of this connection (IdleWatch's pattern, no timer per
+        request): it is armed when none is, replaced only by an earlier deadline, and when it
+        fires before the current one it is armed again for it."""
+        self._headers_due = due
+        timer = self._due_timer
+        if timer is not None:
+            if self._due_timer_at <= due:
+                return
+            timer.cancel()
+        self._due_timer_at = due
+        self._due_timer = self._loop.call_at(due, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._due_timer = None
+        due = self._headers_due
+        if due is None or not self._active:
+            return  # the exchange it was armed for is answered or over
+        if self._due_timer_at >= due:
+            self.fail_timeout()
+            return
+        self._due_timer_at = due
+        self._due_timer = self._loop.call_at(due, self._headers_late)
 
     def take(self) -> bytes:
         """All body bytes buffered so far (b"" when none); reading resumes if it was paused."""
@@ -198,11 +228,15 @@ class Connection(asyncio.Protocol):
     def finish(self) -> bool:
         """The exchange is over; True when the connection can serve another one."""
         self._active = False
+        self._headers_due = None
         self._headers_waiter = self._body_waiter = None
         return self.done and self.keep_alive and not self._buf and not self.closed
 
     def close(self) -> None:
         self.closed = True
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.abort()

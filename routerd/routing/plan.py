@@ -117,6 +117,8 @@ def _provider_prefs(raw: Any, strategy: Strategy | None) -> dict[str, Any]:
 def take_preferences(body: dict[str, Any], header: str | None) -> Preferences:
     """Read and remove the routing fields (`models`, `route`, `provider`) from a request body,
     so they never reach an upstream; combine them with the `x-routerd-route` header."""
+    if not header and "models" not in body and "route" not in body and "provider" not in body:
+        return NO_PREFERENCES  # the common case: nothing to take
     raw = {name: body.pop(name) for name in ROUTING_FIELDS if name in body}
     if not raw and not header:
         return NO_PREFERENCES
@@ -220,6 +222,9 @@ def plan(
     rng: random.Random | None = None,
 ) -> tuple[Candidate, ...]:
     """The ordered candidates for one request; raises when the preferences leave none."""
+    only = primary.deployments
+    if prefs is NO_PREFERENCES and len(only) == 1 and not primary.config.fallbacks:
+        return (_candidate(primary, only[0]),)  # one model, one deployment: nothing to order
     draw = rng.random if rng is not None else random.random
     candidates: list[Candidate] = []
     for route in _fallback_routes(table, key, primary, prefs):

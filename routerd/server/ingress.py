@@ -85,13 +85,23 @@ def _clamp_raw(body: dict[str, Any], route: ModelRoute) -> dict[str, Any]:
 class _Request:
     """One client request as each candidate deployment needs it: raw or translated."""
 
-    def __init__(self, spec: IngressSpec, body: dict[str, Any], gateway: Gateway) -> None:
+    def __init__(
+        self, spec: IngressSpec, body: dict[str, Any], gateway: Gateway, forwarded: dict[str, str]
+    ) -> None:
         self.spec = spec
         self.body = body
         self.gateway = gateway
+        self.forwarded = forwarded  # client headers passed on to a same-format upstream
         self.client_wants_usage = _wants_usage(body)
         self.canonical: CanonicalRequest | None = None
-        self.names = ToolNameMap()
+        self._names: ToolNameMap | None = None
+
+    @property
+    def names(self) -> ToolNameMap:
+        """The tool names of the translated request (built when it is translated)."""
+        if self._names is None:
+            self._names = ToolNameMap()
+        return self._names
 
     def translated(self, route: ModelRoute) -> CanonicalRequest:
         if self.canonical is None:
@@ -99,10 +109,10 @@ class _Request:
                 self.canonical = self.spec.codec.decode_request(self.body)
             except TranslationError as exc:
                 raise _translation_error(exc) from None
-            self.names = ToolNameMap.for_request(self.canonical)
+            self._names = ToolNameMap.for_request(self.canonical)
         return _clamp(self.canonical, route)
 
-    def prepare(self, candidate: Candidate, headers: dict[str, str]) -> Prepared:
+    def prepare(self, candidate: Candidate) -> Prepared:
         """The body for one candidate; clamped to the answering model's own output limit."""
         route, wire = candidate.route, candidate.deployment.provider.adapter.wire_format
         if wire == self.spec.codec.name:
@@ -112,15 +122,22 @@ class _Request:
                     **(body.get("stream_options") or {}),
                     "include_usage": True,
                 }
-            return Prepared(body, headers)
+            return Prepared(body, self.forwarded)
         req = self.translated(route)
         default_max = route.config.max_output_tokens
         try:
             body, dropped = WIRE[wire].encode_request(req, self.names, default_max)
         except TranslationError as exc:
             raise _translation_error(exc) from None
-        self.gateway.metrics.dropped_fields(self.spec.name, dropped)
+        if dropped:
+            self.gateway.metrics.dropped_fields(self.spec.name, dropped)
         return Prepared(body, {})
+
+
+def _forwarded(request: web.Request, spec: IngressSpec) -> dict[str, str]:
+    if not spec.forward_headers:
+        return {}
+    return {h: v for h in spec.forward_headers if (v := request.headers.get(h))}
 
 
 def _wants_usage(body: dict[str, Any]) -> bool:
@@ -134,10 +151,7 @@ async def _answer(
     call: _Request,
     candidates: tuple[Candidate, ...],
 ) -> web.StreamResponse:
-    forwarded = {h: v for h in call.spec.forward_headers if (v := request.headers.get(h))}
-    response = await first_answer(
-        call.gateway, ctx, candidates, lambda candidate: call.prepare(candidate, forwarded)
-    )
+    response = await first_answer(call.gateway, ctx, candidates, call.prepare)
     wire = WIRE[ctx.wire]
     codec = call.spec.codec
     if ctx.wire == codec.name:
@@ -169,7 +183,8 @@ async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
         candidates = plan_request(gateway, ctx, request, body)
         sized = raw if preset is None else orjson.dumps(body)
         await admit(gateway, ctx, estimate(sized, body), [c.route for c in candidates])
-        return await _answer(request, ctx, _Request(spec, body, gateway), candidates)
+        call = _Request(spec, body, gateway, _forwarded(request, spec))
+        return await _answer(request, ctx, call, candidates)
 
 
 def handler(spec: IngressSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -35,13 +35,17 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
 
 async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     """The request's JSON object and its raw bytes (their length bounds the prompt tokens)."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise RouterdError(
-            ErrorCode.payload_too_large,
-            "request body is larger than the configured max_body_bytes",
-        ) from None
+    content = request.content
+    if content.is_eof() and content.exception() is None:  # all of it came with the head
+        raw = content.read_nowait()
+        limit = request.client_max_size
+        if limit and len(raw) > limit:
+            raise _too_large()
+    else:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large() from None
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -51,6 +55,12 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     if not isinstance(body, dict):
         raise RouterdError(ErrorCode.invalid_request, "request body must be a JSON object")
     return body, raw
+
+
+def _too_large() -> RouterdError:
+    return RouterdError(
+        ErrorCode.payload_too_large, "request body is larger than the configured max_body_bytes"
+    )
 
 
 def plan_request(

@@ -43,9 +43,7 @@ def _malformed(what: str) -> UpstreamError:
 
 
 async def _read_json(ctx: RequestContext, response: UpstreamResponse) -> tuple[bytes, Any]:
-    if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
-        ctx.first_byte()
-        return response.body, response.data
+    """An answer not read inside its attempt (a BufferedResponse is taken as it is)."""
     try:
         payload = await response.read()
     finally:
@@ -58,13 +56,19 @@ async def _read_json(ctx: RequestContext, response: UpstreamResponse) -> tuple[b
 
 
 def _json_response(ctx: RequestContext, body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json", headers=response_headers(ctx))
+    headers = response_headers(ctx)
+    headers["Content-Type"] = "application/json"  # as content_type= would, without its checks
+    return web.Response(body=body, headers=headers)
 
 
 async def passthrough_json(
     ctx: RequestContext, response: UpstreamResponse, wire: WireCodec
 ) -> web.Response:
-    payload, data = await _read_json(ctx, response)
+    if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
+        ctx.first_byte()
+        payload, data = response.body, response.data
+    else:
+        payload, data = await _read_json(ctx, response)
     if not isinstance(data, dict):
         raise _malformed("JSON body")
     ctx.usage = metered(wire.decode_usage(data.get("usage")))
@@ -78,7 +82,12 @@ async def translated_json(
     ingress: IngressCodec,
     names: ToolNameMap,
 ) -> web.Response:
-    _, data = await _read_json(ctx, response)
+    data: Any
+    if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
+        ctx.first_byte()
+        data = response.data
+    else:
+        _, data = await _read_json(ctx, response)
     try:
         canonical = wire.decode_response(data, names)
     except (AttributeError, KeyError, TypeError, ValueError):
