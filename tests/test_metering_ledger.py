@@ -3,6 +3,7 @@ per-key usage, journal replay (torn lines, window filtering) and rebuild on a bu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,18 +41,27 @@ def done(cost: int, key_id: str = "k1", model: str = "m/a", rid: str = "r") -> S
     return Settled(rid, key_id, "alice", ("search",), model, cost)
 
 
+async def reserve(
+    ledger: Ledger, rules: Sequence[BudgetRule], amount: int
+) -> Reservation | BudgetRefusal:
+    """A budget-only admission: `Ledger.admit` for a key without rate limits."""
+    held = (await ledger.admit(rules, amount)).held
+    assert held is not None  # no rate limit to refuse it
+    return held
+
+
 async def test_reserve_refuses_when_the_worst_case_does_not_fit() -> None:
     rules = build_rules([budget("b", 1.0)], [])
     ledger = Ledger(InMemoryStore(), Clock(datetime(2026, 11, 24, 12, tzinfo=UTC)))
     ledger.use_rules(rules)
-    first = await ledger.reserve([rules["b"]], 600_000_000_000)
+    first = await reserve(ledger, [rules["b"]], 600_000_000_000)
     assert isinstance(first, Reservation)
-    second = await ledger.reserve([rules["b"]], 600_000_000_000)
+    second = await reserve(ledger, [rules["b"]], 600_000_000_000)
     assert isinstance(second, BudgetRefusal)
     assert (second.rule.id, second.reserved, second.spent) == ("b", 600_000_000_000, 0)
     assert second.window.end == datetime(2026, 11, 25, tzinfo=UTC)
     await ledger.settle(first, done(100_000_000_000))  # the exact cost frees the rest
-    assert isinstance(await ledger.reserve([rules["b"]], 600_000_000_000), Reservation)
+    assert isinstance(await reserve(ledger, [rules["b"]], 600_000_000_000), Reservation)
     status = await ledger.status(rules["b"])
     assert (status.spent, status.reserved) == (100_000_000_000, 600_000_000_000)
 
@@ -61,7 +71,7 @@ async def test_daily_window_resets_at_utc_midnight_and_a_late_settle_stays_in_it
     rules = build_rules([budget("day", 1.0)], [])
     ledger = Ledger(InMemoryStore(), clock)
     ledger.use_rules(rules)
-    held = await ledger.reserve([rules["day"]], USD // 2)
+    held = await reserve(ledger, [rules["day"]], USD // 2)
     assert isinstance(held, Reservation)
     clock.now = datetime(2026, 11, 25, 0, 0, 0, tzinfo=UTC)  # the boundary itself: a new window
     status = await ledger.status(rules["day"])
@@ -78,12 +88,12 @@ async def test_seconds_period_windows_are_epoch_aligned() -> None:
     rules = build_rules([budget("minute", 0.000001, "60s")], [])
     ledger = Ledger(InMemoryStore(), clock)
     ledger.use_rules(rules)
-    held = await ledger.reserve([rules["minute"]], 1_000_000)
+    held = await reserve(ledger, [rules["minute"]], 1_000_000)
     assert isinstance(held, Reservation)
     await ledger.settle(held, done(1_000_000))
-    assert isinstance(await ledger.reserve([rules["minute"]], 1), BudgetRefusal)
+    assert isinstance(await reserve(ledger, [rules["minute"]], 1), BudgetRefusal)
     clock.now += timedelta(seconds=1)  # 10:01:00 starts a new 60 s window
-    assert isinstance(await ledger.reserve([rules["minute"]], 1_000_000), Reservation)
+    assert isinstance(await reserve(ledger, [rules["minute"]], 1_000_000), Reservation)
 
 
 async def test_a_table_owned_rule_set_moves_to_the_new_window_when_one_rolls_over() -> None:
@@ -93,15 +103,15 @@ async def test_a_table_owned_rule_set_moves_to_the_new_window_when_one_rolls_ove
     ledger.use_rules(rules)
     owned = (rules["minute"], rules["day"])  # a key entry's tuple: its holds are reused
     for _ in range(2):
-        assert isinstance(await ledger.reserve(owned, USD // 4), Reservation)
-    assert isinstance(await ledger.reserve(owned, USD // 4), Reservation)
-    assert isinstance(await ledger.reserve(owned, USD // 2), BudgetRefusal)
+        assert isinstance(await reserve(ledger, owned, USD // 4), Reservation)
+    assert isinstance(await reserve(ledger, owned, USD // 4), Reservation)
+    assert isinstance(await reserve(ledger, owned, USD // 2), BudgetRefusal)
     await ledger.settle(None, done(USD // 8))
     assert await ledger.key_usage("k1") == {
         "daily": USD // 8, "weekly": USD // 8, "monthly": USD // 8, "total": USD // 8,
     }  # fmt: skip
     clock.now += timedelta(seconds=1)  # midnight: both windows roll over
-    assert isinstance(await ledger.reserve(owned, USD), Reservation)
+    assert isinstance(await reserve(ledger, owned, USD), Reservation)
     assert (await ledger.status(rules["day"])).reserved == USD
     await ledger.settle(None, done(USD // 8))
     usage = await ledger.key_usage("k1")
@@ -269,7 +279,7 @@ async def test_a_request_admitted_before_a_reload_also_counts_in_the_new_budget(
     old = rules_of(budget("b", 1))
     ledger = Ledger(InMemoryStore(), Clock(now))
     ledger.use_rules(old)
-    held = await ledger.reserve([old["b"]], 100)
+    held = await reserve(ledger, [old["b"]], 100)
     assert isinstance(held, Reservation)
     new = rules_of(budget("b", 1, "weekly"))
     ledger.use_rules(new)  # swapped while the request was in flight

@@ -6,7 +6,7 @@ Owns how budgets (and, with them, a key's rate limits) are enforced on top of a 
 - `admit`: ONE atomic store call taking the request's rate hits and concurrency slots (its key's
   `RatePlan`) and holding its worst-case cost on every budget that applies, in each budget's
   current window; refused as a whole if anything has no room (a budget refusal takes no rate hit
-  and no slot). `reserve` is the same call with budgets only.
+  and no slot).
 - `settle`: ONE atomic store call: the exact cost replaces the holds, the key's usage counters
   (daily, weekly, monthly, total) get it too, the slots are given back and the tpm buckets
   corrected by the difference between the admitted estimate and the usage. A request admitted
@@ -279,7 +279,7 @@ class Ledger:
             reservation_id, amount, holds, hits, slots, now.timestamp() if rate else 0.0
         )
         decision = (
-            rate.decide(tokens, result.buckets, result.concurrency_refused, admitted=result.allowed)
+            rate.decide(result.buckets, result.concurrency_refused, admitted=result.allowed)
             if rate is not None
             else None
         )
@@ -296,14 +296,6 @@ class Ledger:
         rule = next(r for r in rules if r.counter == refusal.counter)
         window = self._windows.rule(rule, now)
         return BudgetRefusal(rule, refusal.spent, refusal.reserved, amount, window)
-
-    async def reserve(
-        self, rules: Sequence[BudgetRule], amount: int
-    ) -> Reservation | BudgetRefusal:
-        """`admit` with budgets only."""
-        held = (await self.admit(rules, amount)).held
-        assert held is not None  # no rate limit to refuse it
-        return held
 
     async def settle(self, reservation: Reservation | None, done: Settled, tokens: int = 0) -> None:
         """Give back what admission took, in one store call: exact cost onto the held budgets,

@@ -1,37 +1,33 @@
 """Rate limits per scope (key, user, tag): requests per minute, tokens per minute, concurrency.
 
-Owns the admission decision for `RateLimits`, the response headers it implies (OpenAI's
+Owns the admission decision for `RateLimits` and the response headers it implies (OpenAI's
 `x-ratelimit-*` names and Go-style durations such as `12ms`, `1s`, `6m0s`; `retry-after` and the
-`retry-after-ms` the OpenAI and Anthropic SDKs prefer), the token correction after a request, and
-concurrency leases that cannot leak. All state lives in a `LedgerStore`; one admission is one
-atomic store call (`admit`) covering every scope's rpm and tpm buckets and concurrency slots,
-all or nothing, so a refused request consumes nothing anywhere. A key's `RatePlan` (built with
-the routing table) holds everything its scopes take, so the request path only fills in the token
-estimate; the server admits the plan together with the budget holds (`Ledger.admit`), and
-`RateLimiter` admits scopes on their own.
+`retry-after-ms` the OpenAI and Anthropic SDKs prefer). All state lives in a `LedgerStore`. A
+key's `RatePlan` (built with the routing table) holds everything its scopes take, so the request
+path only fills in the token estimate: the ledger admits the plan together with the budget holds
+in one atomic store call (`Ledger.admit`: every scope's rpm and tpm buckets and concurrency
+slots, all or nothing, so a refused request consumes nothing anywhere) and settles it in one
+(`Ledger.settle`: the slots back, each tpm bucket corrected by the plan's `corrections`).
+`refill` charges the buckets at startup with what the journal shows of the last minute.
 
 The buckets are the store's integer GCRA: `rpm: 600` is a bucket of 600 requests refilled
 continuously over 60 s (burst 600, then one every 100 ms). Tokens are admitted on the caller's
-estimate and corrected with `correct_tokens` once the real usage is known. Time comes from the
-injected clock (epoch seconds) or an explicit `now`, never from a sleep.
+estimate and corrected to the real usage at settlement (over-use leaves the bucket in debt until
+it refills; under-use gives the difference back, never beyond a full bucket). Time is an explicit
+`now` (epoch seconds), never a sleep.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal, NamedTuple
 
 from routerd.config.model import RateLimits
 from routerd.metering.store import (
     BucketState,
     ConcurrencySlot,
-    InMemoryStore,
     LedgerStore,
     RateHit,
 )
@@ -80,45 +76,6 @@ class LimitStatus(NamedTuple):
     reset_seconds: float
 
 
-class ConcurrencyLease:
-    """Held concurrency slots; released exactly once, by `release()` or leaving `async with`."""
-
-    __slots__ = ("_names", "_store")
-
-    def __init__(self, store: LedgerStore | None = None, names: Sequence[str] = ()) -> None:
-        self._store = store
-        self._names = tuple(names)
-
-    @property
-    def held(self) -> bool:
-        return bool(self._names)
-
-    async def release(self) -> None:
-        """Give the slots back; idempotent, and completed even if the caller is cancelled."""
-        names, self._names = self._names, ()
-        if names and self._store is not None:
-            call = self._store.finish(None, 0, (), names, (), 0.0)  # no correction: no clock
-            if isinstance(self._store, InMemoryStore):
-                # never suspends, so a cancellation cannot cut it short: no task to shield it
-                await call
-            else:
-                await asyncio.shield(call)
-
-    async def __aenter__(self) -> ConcurrencyLease:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.release()
-
-
-_NO_LEASE = ConcurrencyLease()  # holds nothing, so releasing it is a no-op: safe to share
-
-
 @dataclass(slots=True)
 class RateDecision:
     """The outcome of one admission (read-only by convention; a plain slots class because one is
@@ -127,7 +84,7 @@ class RateDecision:
     `failed` names the first limit that refused (requests, tokens, concurrency) and
     `failed_scope` its scope. `retry_after_seconds` is when every refusing limit would have room;
     `None` with `exceeds_limit` when the request alone is larger than a limit (never admissible).
-    An allowed decision holds its concurrency slots in `lease` until released.
+    An allowed decision's concurrency slots are held until its reservation is settled.
     """
 
     allowed: bool
@@ -137,9 +94,6 @@ class RateDecision:
     failed_scope: str | None = None
     retry_after_seconds: float | None = None
     exceeds_limit: bool = False
-    scopes: tuple[RateScope, ...] = ()
-    estimated_tokens: int = 0
-    lease: ConcurrencyLease = _NO_LEASE
     _headers: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def headers(self) -> dict[str, str]:
@@ -254,27 +208,18 @@ class RatePlan:
 
     def decide(
         self,
-        tokens: int,
         buckets: Sequence[BucketState],
         concurrency_refused: str | None,
-        lease: ConcurrencyLease = _NO_LEASE,
         admitted: bool = False,
     ) -> RateDecision:
         """The decision the store's bucket states imply (allowed if every bucket and slot had
-        room, whatever else refused the admission, as it does when the store `admitted` it);
-        `lease` holds an allowed one's slots."""
+        room, whatever else refused the admission, as it does when the store `admitted` it)."""
         requests = self._headline(self.requests, buckets)
         tokens_status = self._headline(self.tokens, buckets)
         if admitted or (concurrency_refused is None and all(state.allowed for state in buckets)):
-            return RateDecision(
-                True, requests, tokens_status, scopes=self.scopes, estimated_tokens=tokens,
-                lease=lease,
-            )  # fmt: skip
+            return RateDecision(True, requests, tokens_status)
         kind, sid, retry = self._refusal(buckets, concurrency_refused)
-        return RateDecision(
-            False, requests, tokens_status, kind, sid, retry, retry is None,
-            scopes=self.scopes, estimated_tokens=tokens,
-        )  # fmt: skip
+        return RateDecision(False, requests, tokens_status, kind, sid, retry, retry is None)
 
     def _headline(
         self, indices: tuple[int, ...], buckets: Sequence[BucketState]
@@ -309,85 +254,20 @@ class RatePlan:
         return kind, sid, retry
 
 
-class RateLimiter:
-    """Admits requests against the rate limits of one or more scopes, on a shared store."""
+async def refill(
+    store: LedgerStore, used: Sequence[tuple[RateScope, int, int]], now: float
+) -> None:
+    """Startup: charge each scope the (requests, tokens) the journal shows in the last minute.
 
-    def __init__(self, store: LedgerStore, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
-        self._clock = clock
-
-    async def check(
-        self, limits: RateLimits, scope_id: str, estimated_tokens: int, now: float | None = None
-    ) -> RateDecision:
-        """Admit one request against one scope's limits (see `check_scopes`)."""
-        return await self.check_scopes([RateScope(scope_id, limits)], estimated_tokens, now)
-
-    async def check_scopes(
-        self, scopes: Sequence[RateScope], estimated_tokens: int, now: float | None = None
-    ) -> RateDecision:
-        """Admit one request against every scope at once: all limits take it, or none does.
-
-        An allowed decision may hold concurrency slots: release its `lease` when the request
-        ends (or use `admit`, which does).
-        """
-        if estimated_tokens < 0:
-            raise ValueError(f"estimated_tokens must not be negative, got {estimated_tokens}")
-        plan = RatePlan(scopes)
-        if plan.empty:
-            return RateDecision(True, scopes=plan.scopes, estimated_tokens=estimated_tokens)
-        at = self._clock() if now is None else now
-        result = await self._store.admit(None, 0, (), plan.hits(estimated_tokens), plan.slots, at)
-        lease = ConcurrencyLease(self._store, plan.slot_names) if result.allowed else _NO_LEASE
-        return plan.decide(
-            estimated_tokens, result.buckets, result.concurrency_refused, lease, result.allowed
-        )
-
-    @asynccontextmanager
-    async def admit(
-        self, scopes: Sequence[RateScope], estimated_tokens: int, now: float | None = None
-    ) -> AsyncIterator[RateDecision]:
-        """`check_scopes` whose concurrency slots are released when the block exits, however."""
-        decision = await self.check_scopes(scopes, estimated_tokens, now)
-        async with decision.lease:
-            yield decision
-
-    async def correct_tokens(
-        self,
-        scopes: Sequence[RateScope],
-        estimated_tokens: int,
-        actual_tokens: int,
-        now: float | None = None,
-    ) -> None:
-        """Charge each tpm bucket the difference between the admitted estimate and the usage.
-
-        Only for admitted requests (a refused one took nothing). Over-use leaves the bucket in
-        debt until it refills; under-use gives the difference back (never beyond a full bucket).
-        """
-        delta = actual_tokens - estimated_tokens
-        if not delta:
-            return
-        adjust = [
-            RateHit(s.tpm_bucket, delta, s.limits.tpm, WINDOW_SECONDS)
-            for s in _unique(scopes)
-            if s.limits.tpm is not None
-        ]
-        if delta and adjust:
-            await self._store.rate_adjust(adjust, self._clock() if now is None else now)
-
-    async def refill(
-        self, used: Sequence[tuple[RateScope, int, int]], now: float | None = None
-    ) -> None:
-        """Startup: charge each scope the (requests, tokens) the journal shows in the last minute.
-
-        Approximates the buckets as if all of it had been taken at once a moment ago (a bucket
-        never holds more than its limit of debt, so this errs towards admitting).
-        """
-        hits = []
-        for scope, requests, tokens in used:
-            sid, limits = scope.scope_id, scope.limits
-            if limits.rpm is not None and requests:
-                hits.append(RateHit(f"rpm:{sid}", min(requests, limits.rpm), limits.rpm, 60))
-            if limits.tpm is not None and tokens:
-                hits.append(RateHit(f"tpm:{sid}", min(tokens, limits.tpm), limits.tpm, 60))
-        if hits:
-            await self._store.rate_adjust(hits, self._clock() if now is None else now)
+    Approximates the buckets as if all of it had been taken at once a moment ago (a bucket
+    never holds more than its limit of debt, so this errs towards admitting).
+    """
+    hits = []
+    for scope, requests, tokens in used:
+        rpm, tpm = scope.limits.rpm, scope.limits.tpm
+        if rpm is not None and requests:
+            hits.append(RateHit(scope.rpm_bucket, min(requests, rpm), rpm, WINDOW_SECONDS))
+        if tpm is not None and tokens:
+            hits.append(RateHit(scope.tpm_bucket, min(tokens, tpm), tpm, WINDOW_SECONDS))
+    if hits:
+        await store.rate_adjust(hits, now)

@@ -21,7 +21,7 @@ from routerd.config.model import LoadedConfig
 from routerd.metering.generations import GenerationCache
 from routerd.metering.journal import JournalWriter
 from routerd.metering.ledger import Ledger
-from routerd.metering.ratelimit import RateLimiter, RateScope
+from routerd.metering.ratelimit import RateScope, refill
 from routerd.metering.store import InMemoryStore, LedgerStore
 from routerd.metrics import Metrics
 from routerd.providers.base import Transport
@@ -62,7 +62,6 @@ class Gateway:
         self.store: LedgerStore = store or InMemoryStore()
         self.ledger = Ledger(self.store, lambda: datetime.fromtimestamp(clock(), UTC))
         self.ledger.use_rules(table.budgets)
-        self.limiter = RateLimiter(self.store, clock)
         metrics.budgets_configured(table.budgets.values())
         self._reload_lock = asyncio.Lock()
         self.documents = DocumentCache()  # reloads re-read only the files that changed
@@ -94,7 +93,7 @@ class Gateway:
             for scope in entry.rate_scopes if requests else ():
                 _, r, t = used.get(scope.scope_id, (scope, 0, 0))
                 used[scope.scope_id] = (scope, r + requests, t + tokens)
-        await self.limiter.refill(list(used.values()))
+        await refill(self.store, list(used.values()), self.ledger.clock().timestamp())
         for key_id, ts in result.last_seen.items():
             self.touch(key_id, datetime.fromisoformat(ts.replace("Z", "+00:00")))
         log.info(
