@@ -417,3 +417,21 @@ def test_tool_call_chunks_without_index_continue_the_last_call() -> None:
     assert [(s.tool_call_id, s.index) for s in starts] == [("a", 0), ("b", 1)]
     args = [(e.index, e.partial_json) for e in events if isinstance(e, ToolArgsDelta)]
     assert args == [(0, "{"), (0, "}"), (1, "{}")]
+
+
+def test_anthropic_text_delta_bytes_match_the_framed_event() -> None:
+    """`frames` (a byte template for text deltas) gives exactly `encode_frame` of `encode`."""
+    encoder, twin = MessagesEventEncoder("m"), MessagesEventEncoder("m")
+    events: list[StreamEvent] = [
+        MessageStart(id="msg_1", model="up"),
+        BlockStart(index=0, kind="text"),
+        TextDelta(index=0, text='quote " backslash \\ newline \n tab \t é 😀 </script>'),
+        TextDelta(index=0, text=""),
+        TextDelta(index=7, text="no such block"),
+        BlockStop(index=0),
+        BlockStart(index=1, kind="text"),
+        TextDelta(index=1, text="second"),
+    ]
+    for event in events:
+        want = b"".join(encode_frame(data, name) for name, data in twin.encode(event))
+        assert encoder.frames(event) == want

@@ -95,7 +95,7 @@ class _MessagesStreamEncoder:
         self._encoder = MessagesEventEncoder(model)
 
     def frames(self, event: StreamEvent) -> bytes:
-        return b"".join(encode_frame(data, name) for name, data in self._encoder.encode(event))
+        return self._encoder.frames(event)
 
     def end(self) -> bytes:
         return b""

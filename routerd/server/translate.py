@@ -15,17 +15,24 @@ import orjson
 from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
-from routerd.formats.canonical import StreamError, StreamEvent, ToolNameMap
+from routerd.formats.canonical import (
+    MessageDelta,
+    MessageStart,
+    StreamError,
+    StreamEvent,
+    ToolNameMap,
+)
 from routerd.formats.canonical import Usage as CanonicalUsage
-from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec, sse_json
+from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec
 from routerd.formats.sse import encode_frame
 from routerd.metering.usage import Usage
 from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResponse
 from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.pipeline import response_headers
-from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter
+from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter, frame_json
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_METERED = (MessageStart, MessageDelta)  # the stream events that carry usage
 
 
 def metered(usage: CanonicalUsage) -> Usage:
@@ -109,21 +116,21 @@ class StreamTranslator:
     def _encode(self, events: list[StreamEvent]) -> bytes:
         out = []
         for event in events:
-            usage = getattr(event, "usage", None)
-            if isinstance(usage, CanonicalUsage):
-                self._ctx.usage = metered(usage)
+            if type(event) in _METERED:
+                usage = getattr(event, "usage", None)
+                if isinstance(usage, CanonicalUsage):
+                    self._ctx.usage = metered(usage)
             out.append(self._encoder.frames(event))
         return b"".join(out)
 
     def feed(self, chunk: bytes) -> bytes:
+        """Each whole frame is decoded, translated and encoded; a frame that is not JSON ends
+        the stream (`frame_json` raises) after the frames before it were translated."""
         events: list[StreamEvent] = []
         for frame in self._splitter.feed(chunk):
-            try:
-                data = sse_json(frame)
-            except orjson.JSONDecodeError:
-                raise _malformed("stream frame") from None
+            data = frame_json(frame)
             if data is not None:
-                events.extend(self._decoder.feed(data))
+                events += self._decoder.feed(data)
         return self._encode(events)
 
     def finish(self) -> bytes:
