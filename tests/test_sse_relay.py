@@ -8,7 +8,7 @@ import pytest
 from routerd.metering.usage import Usage
 from routerd.providers.base import UpstreamError
 from routerd.server.context import RequestContext
-from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, frame_json
+from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter, frame_json
 
 GOOD = b'data: {"id":"x","choices":[]}\n\n'
 EVENT = b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":3}}\n\n'
@@ -73,3 +73,13 @@ def test_chat_filter_relays_good_frames_of_a_read_then_fails_on_a_malformed_one(
     assert "malformed stream frame" in caught.value.message
     with pytest.raises(UpstreamError):
         ChatUsageFilter(_ctx(), False).feed(b"data: {oops}\n\n" + CHUNK)
+
+
+def test_splitter_frames_match_feed_for_any_read_size() -> None:
+    stream = CHUNK + b"x\n\n" + b"\n\n" + EVENT + b"data: a\r\n\r\n" + CHUNK + b"data: [DONE]\n\n"
+    for size in range(1, len(stream) + 1):
+        reads = [stream[i : i + size] for i in range(0, len(stream), size)]
+        fast, slow = FrameSplitter(), FrameSplitter()
+        got = [frame for read in reads for frame in fast.frames(read)]
+        assert got == [frame for read in reads for frame in slow.feed(read)]
+        assert fast.finish() == slow.finish()

@@ -34,6 +34,8 @@ from routerd.formats.openai_chat import FINISH_TO_STOP, STOP_TO_FINISH, decode_u
 from routerd.formats.openai_chat_parts import REASONING_FIELD_OUT, REASONING_FIELDS
 from routerd.formats.stream_blocks import BlockTracker
 
+_PLAIN = frozenset(("content", "role"))  # delta keys of a text-only chunk
+
 
 class ChatChunkDecoder(BlockTracker):
     """Upstream `chat.completion.chunk` dicts -> canonical stream events (first choice only)."""
@@ -52,7 +54,7 @@ class ChatChunkDecoder(BlockTracker):
             return []
         out: list[StreamEvent] = []
         error = chunk.get("error")
-        if isinstance(error, Mapping):
+        if error is not None and isinstance(error, Mapping):
             self._done = True
             kind = error.get("type") or error.get("code") or "api_error"
             return [StreamError(type=str(kind), message=str(error.get("message", "")))]
@@ -90,6 +92,18 @@ class ChatChunkDecoder(BlockTracker):
 
     def _choice(self, choice: Mapping[str, Any], out: list[StreamEvent]) -> None:
         delta = choice.get("delta") or {}
+        if delta.keys() <= _PLAIN:  # the usual chunk: text only, no loops over absent fields
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out.extend(self._ensure("text"))
+                out.append(TextDelta(index=self._next - 1, text=text))
+        else:
+            self._fields(delta, out)
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+            out.extend(self._close())
+
+    def _fields(self, delta: Mapping[str, Any], out: list[StreamEvent]) -> None:
         for key in REASONING_FIELDS:
             text = delta.get(key)
             if isinstance(text, str) and text:
@@ -103,9 +117,6 @@ class ChatChunkDecoder(BlockTracker):
                 out.append(TextDelta(index=self._next - 1, text=text))
         for tc in delta.get("tool_calls") or ():
             self._tool_delta(tc, out)
-        if choice.get("finish_reason"):
-            self._finish = choice["finish_reason"]
-            out.extend(self._close())
 
     def _tool_delta(self, tc: Mapping[str, Any], out: list[StreamEvent]) -> None:
         position = tc.get("index")

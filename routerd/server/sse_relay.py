@@ -13,7 +13,7 @@ as one slice of bytes, with no per-frame list, tuple or join.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +43,14 @@ class FrameSplitter:
             yield buffer[start : end + 2]
             start = end + 2
         self._buffer = buffer[start:]
+
+    def frames(self, chunk: bytes) -> Sequence[bytes]:
+        """`feed` as a sequence; a read that is exactly one whole frame (the usual paced read)
+        is returned as it is, without a generator."""
+        whole = not self._buffer and chunk.find(b"\n\n") == len(chunk) - 2 >= 0
+        if whole and b"\r" not in chunk:
+            return (chunk,)
+        return list(self.feed(chunk))
 
     def finish(self) -> bytes:
         """At the end of the body: the last frame when the upstream only left out its closing

@@ -127,7 +127,7 @@ class StreamTranslator:
         """Each whole frame is decoded, translated and encoded; a frame that is not JSON ends
         the stream (`frame_json` raises) after the frames before it were translated."""
         events: list[StreamEvent] = []
-        for frame in self._splitter.feed(chunk):
+        for frame in self._splitter.frames(chunk):
             data = frame_json(frame)
             if data is not None:
                 events += self._decoder.feed(data)
