@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from routerd.formats.canonical import (
     BlockKind,
     BlockStart,
@@ -32,9 +34,16 @@ from routerd.formats.canonical import (
 )
 from routerd.formats.openai_chat import FINISH_TO_STOP, STOP_TO_FINISH, decode_usage, encode_usage
 from routerd.formats.openai_chat_parts import REASONING_FIELD_OUT, REASONING_FIELDS
+from routerd.formats.sse import encode_frame
 from routerd.formats.stream_blocks import BlockTracker
 
 _PLAIN = frozenset(("content", "role"))  # delta keys of a text-only chunk
+
+# encode_frame of `ChatChunkEncoder._chunk({"content": text})`, as bytes (see `frames`)
+_TEXT_CHUNK = (
+    b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":'
+    b'[{"index":0,"delta":{"content":%b},"logprobs":null,"finish_reason":null}]%b}\n\n'
+)
 
 
 class ChatChunkDecoder(BlockTracker):
@@ -176,6 +185,16 @@ class ChatChunkEncoder:
         self._id = response_id
         self._reasoning_field = reasoning_field
         self._tools: dict[int, int] = {}  # canonical block index -> tool_calls[].index
+
+    def frames(self, event: StreamEvent) -> bytes:
+        """The SSE bytes of `encode(event)`; a text delta (most of a stream's events) from a
+        byte template: the same bytes as its chunk dict, without building it."""
+        if type(event) is TextDelta:
+            usage = b',"usage":null' if self._include_usage else b""
+            ident, model = orjson.dumps(self._id or ""), orjson.dumps(self._model)
+            text = orjson.dumps(event.text)
+            return _TEXT_CHUNK % (ident, self._created, model, text, usage)
+        return b"".join([encode_frame(chunk) for chunk in self.encode(event)])
 
     def encode(self, event: StreamEvent) -> list[dict[str, Any]]:
         if isinstance(event, MessageStart):

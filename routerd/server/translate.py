@@ -194,15 +194,17 @@ async def relay_stream(
     response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
     delivered = False
     try:
-        await response.prepare(request)
+        writer = await response.prepare(request)
+        assert writer is not None  # None only for a response that already ended
+        feed, write = translator.feed, writer.write  # the writer itself: one layer less a frame
         try:
             async with aclosing(upstream.iter_chunks()) as chunks:
                 async for chunk in chunks:
                     ctx.first_byte()
-                    out = translator.feed(chunk)
+                    out = feed(chunk)
                     if out:
                         ctx.frames_sent += out.count(b"\n\n")
-                        await response.write(out)
+                        await write(out)
             tail = translator.finish()
             if tail:
                 await response.write(tail)
