@@ -155,7 +155,8 @@ class UsageScanner:
         self._usage = CanonicalUsage()
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._scan(self._frames.feed(chunk))
+        out = self._frames.plain(chunk, b'"usage"')  # deltas: checked, relayed as they came
+        return self._scan(self._frames.feed(chunk)) if out is None else out
 
     def _scan(self, frames: list[tuple[bytes, dict[str, Any] | None]]) -> bytes:
         for frame, data in frames:
