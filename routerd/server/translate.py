@@ -8,11 +8,13 @@ usage. Usage found on the way is recorded on the request context for metering.
 
 from __future__ import annotations
 
-from contextlib import aclosing
+import asyncio
+from contextlib import aclosing, suppress
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
 from routerd.formats.canonical import (
@@ -92,6 +94,19 @@ async def translated_json(
         raise _malformed("JSON body") from None
     ctx.usage = metered(canonical.usage)
     return _json_response(ctx, orjson.dumps(ingress.encode_response(canonical, ctx.model)))
+
+
+class _SSEResponse(web.StreamResponse):
+    """The headers wait for the first frame, to leave in the same write (aiohttp buffers them
+    when this is False); the relay flushes them by themselves one loop turn after `prepare` if
+    no frame was ready by then, so a slow upstream's client still gets them at once."""
+
+    _send_headers_immediately = False
+
+
+def _send_headers(writer: AbstractStreamWriter) -> None:
+    with suppress(ConnectionError):  # the client is gone: the relay sees it on its next write
+        writer.send_headers()
 
 
 def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
@@ -192,11 +207,13 @@ async def relay_stream(
     ingress: IngressCodec,
     translator: StreamTranslator | UsageScanner | ChatUsageFilter,
 ) -> web.StreamResponse:
-    response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+    response = _SSEResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
     delivered = False
+    flush: asyncio.Handle | None = None
     try:
         writer = await response.prepare(request)
         assert writer is not None  # None only for a response that already ended
+        flush = asyncio.get_running_loop().call_soon(_send_headers, writer)
         feed, write = translator.feed, writer.write  # the writer itself: one layer less a frame
         try:
             async with aclosing(upstream.iter_chunks()) as chunks:
@@ -206,21 +223,21 @@ async def relay_stream(
                     if out:
                         ctx.frames_sent += out.count(b"\n\n")
                         await write(out)
-            tail = translator.finish()
-            if tail:
-                await response.write(tail)
-            delivered = True
+            end = translator.finish()
+            delivered = not end  # else it is delivered with the end of the body, in one write
         except RouterdError as err:
             ctx.fail(err)
             if isinstance(translator, StreamTranslator):
-                await response.write(translator.fail(ingress, err, ctx.request_id))
+                end = translator.fail(ingress, err, ctx.request_id)
             else:
-                await response.write(error_frame(ingress, err, ctx.request_id))
-        await response.write_eof()
+                end = error_frame(ingress, err, ctx.request_id)
+        await response.write_eof(end)
     except ConnectionError:
         # a client that hangs up right after the final event (Codex does) got a whole answer
         if not delivered:
             ctx.status = CLIENT_CLOSED
     finally:
+        if flush is not None:
+            flush.cancel()
         upstream.release()
     return response
