@@ -1,7 +1,8 @@
 """Fake upstream servers: a real aiohttp OpenAI Chat Completions server that records what it got.
 
 `FakeOpenAI.mode` switches the behaviour per test: "ok" (default), "401", "429", "500",
-"context_length", "malformed", "hang", "slow_stream" (0.2 s between SSE frames). Shapes follow
+"context_length", "malformed", "hang", "slow_stream" (0.2 s between SSE frames),
+"slow_first_frame" (a stream's headers, then no frame until `release`). Shapes follow
 the openai SDK's `ChatCompletion` and `ChatCompletionChunk` types.
 """
 
@@ -42,6 +43,7 @@ class Received:
 class FakeOpenAI:
     mode: str = "ok"
     hang_seconds: float = 5.0
+    frames_sent: int = 0  # stream frames written (all streams)
     requests: list[Received] = field(default_factory=list)
     azure_calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     server: TestServer | None = None
@@ -157,9 +159,13 @@ class FakeOpenAI:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if self.mode == "slow_first_frame":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), self.hang_seconds)
         options = body.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
         for frame in stream_chunks(model, include_usage, tool):
+            self.frames_sent += 1
             await response.write(b"data: " + json.dumps(frame).encode() + b"\n\n")
             if self.mode == "slow_stream":
                 with contextlib.suppress(TimeoutError):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message as SDKMessage
 from anthropic.types import RawMessageStreamEvent
@@ -36,6 +37,7 @@ from routerd.formats.canonical import (
     Usage,
 )
 from routerd.formats.openai_chat_stream import ChatChunkDecoder, ChatChunkEncoder
+from routerd.formats.openai_responses_stream import ResponsesEventEncoder
 from routerd.formats.sse import SSEParser, encode_frame
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
@@ -417,3 +419,40 @@ def test_tool_call_chunks_without_index_continue_the_last_call() -> None:
     assert [(s.tool_call_id, s.index) for s in starts] == [("a", 0), ("b", 1)]
     args = [(e.index, e.partial_json) for e in events if isinstance(e, ToolArgsDelta)]
     assert args == [(0, "{"), (0, "}"), (1, "{}")]
+
+
+def _chat_encoder(model: str, **extra: Any) -> Any:
+    return ChatChunkEncoder(model, created=0, include_usage=bool(extra))
+
+
+@pytest.mark.parametrize(
+    ("encoder_type", "extra"),
+    [
+        (MessagesEventEncoder, {}),
+        (ResponsesEventEncoder, {"created": 0, "response_id": "r_1"}),
+        (_chat_encoder, {}),
+        (_chat_encoder, {"include_usage": True}),
+    ],
+)
+def test_text_delta_bytes_match_the_framed_event(encoder_type: Any, extra: Any) -> None:
+    """`frames` (a byte template for text deltas) gives exactly `encode_frame` of `encode`."""
+    encoder, twin = encoder_type('m "quoted"', **extra), encoder_type('m "quoted"', **extra)
+    events: list[StreamEvent] = [
+        TextDelta(index=0, text="before the start"),
+        MessageStart(id="msg_1", model="up"),
+        BlockStart(index=0, kind="text"),
+        TextDelta(index=0, text='quote " backslash \\ newline \n tab \t é 😀 </script>'),
+        TextDelta(index=0, text=""),
+        TextDelta(index=7, text="no such block"),
+        BlockStop(index=0),
+        BlockStart(index=1, kind="text"),
+        TextDelta(index=1, text="second"),
+        MessageDelta(stop_reason=StopReason.end_turn, usage=Usage(input_tokens=1)),
+        MessageStop(),
+        TextDelta(index=1, text="after the end"),
+    ]
+    for event in events:
+        encoded = twin.encode(event)
+        chat = isinstance(twin, ChatChunkEncoder)
+        pairs = [(None, data) for data in encoded] if chat else encoded
+        assert encoder.frames(event) == b"".join(encode_frame(data, name) for name, data in pairs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 import openai
+import pytest
 
 from tests.conftest import FULL_KEY, UPSTREAM_SECRET, Routerd
 from tests.fakes import REPLY_TEXT, STREAM_PIECES, USAGE
@@ -131,6 +132,32 @@ async def test_echo_stream(client: openai.AsyncOpenAI) -> None:
     )
     chunks = [chunk async for chunk in stream]
     assert chunks
+
+
+@pytest.mark.parametrize("ingress", ["chat/completions", "messages"])
+async def test_stream_headers_do_not_wait_for_a_slow_first_frame(
+    routerd: Routerd, ingress: str
+) -> None:
+    """The 200 and its headers reach the client while the upstream has sent no frame yet (the
+    relay only holds them back to share a write with a frame that is already there)."""
+    routerd.fake.mode = "slow_first_frame"
+    body = {"model": "fake/gpt-test", "max_tokens": 64, "messages": MESSAGES, "stream": True}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{routerd.url}/v1/{ingress}",
+            json=body,
+            headers={"Authorization": f"Bearer {FULL_KEY}", "x-api-key": FULL_KEY},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert routerd.fake.frames_sent == 0
+        routerd.fake.release.set()
+        text = (await resp.read()).decode()
+    last = "data: [DONE]" if ingress == "chat/completions" else 'data: {"type":"message_stop"}'
+    assert text.endswith(f"{last}\n\n")
+    assert routerd.fake.frames_sent > 0
 
 
 async def test_client_disconnect_mid_stream(routerd: Routerd) -> None:

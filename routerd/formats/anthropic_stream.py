@@ -6,7 +6,8 @@ thinking_delta, signature_delta, message_delta, message_stop, ping, error) incre
 Blocks only Anthropic can express (server tool use and results) are skipped, and kept blocks are
 renumbered contiguously. `MessagesEventEncoder` turns canonical events back into that exact
 sequence as `(event_name, data)` pairs for a client; the caller frames them with
-`sse.encode_frame(data, event_name)`.
+`sse.encode_frame(data, event_name)`, or `frames` gives the SSE bytes at once (a text delta,
+most of a stream's events, from a byte template: the same bytes as the dict, without the dicts).
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ from routerd.formats.canonical import (
     ToolNameMap,
     Usage,
 )
+from routerd.formats.sse import encode_frame
 
 Frame = tuple[str, dict[str, Any]]
+
+# encode_frame(_frame("content_block_delta", index=i, delta={"type": "text_delta", "text": t}))
+_TEXT_DELTA = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+    b'"delta":{"type":"text_delta","text":%b}}\n\n'
+)
 
 
 class MessagesEventDecoder:
@@ -168,6 +176,13 @@ class MessagesEventEncoder:
         self._origins: dict[int, str | None] = {}
         self._open: set[int] = set()
         self._next = 0
+
+    def frames(self, event: StreamEvent) -> bytes:
+        """The SSE bytes of `encode(event)`."""
+        if type(event) is TextDelta:
+            index = self._blocks.get(event.index)
+            return b"" if index is None else _TEXT_DELTA % (index, orjson.dumps(event.text))
+        return b"".join([encode_frame(data, name) for name, data in self.encode(event)])
 
     def encode(self, event: StreamEvent) -> list[Frame]:
         if isinstance(event, MessageStart):

@@ -84,7 +84,7 @@ class _ChatStreamEncoder:
         self._encoder = ChatChunkEncoder(model, include_usage=include_usage)
 
     def frames(self, event: StreamEvent) -> bytes:
-        return b"".join(encode_frame(chunk) for chunk in self._encoder.encode(event))
+        return self._encoder.frames(event)
 
     def end(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -95,7 +95,7 @@ class _MessagesStreamEncoder:
         self._encoder = MessagesEventEncoder(model)
 
     def frames(self, event: StreamEvent) -> bytes:
-        return b"".join(encode_frame(data, name) for name, data in self._encoder.encode(event))
+        return self._encoder.frames(event)
 
     def end(self) -> bytes:
         return b""
@@ -125,7 +125,7 @@ class _ResponsesStreamEncoder:
         self._encoder = ResponsesEventEncoder(model)
 
     def frames(self, event: StreamEvent) -> bytes:
-        return b"".join(encode_frame(data, name) for name, data in self._encoder.encode(event))
+        return self._encoder.frames(event)
 
     def end(self) -> bytes:
         return b"".join(encode_frame(data, name) for name, data in self._encoder.end())

@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from routerd.formats.canonical import (
     BlockKind,
     BlockStart,
@@ -32,7 +34,16 @@ from routerd.formats.canonical import (
 )
 from routerd.formats.openai_chat import FINISH_TO_STOP, STOP_TO_FINISH, decode_usage, encode_usage
 from routerd.formats.openai_chat_parts import REASONING_FIELD_OUT, REASONING_FIELDS
+from routerd.formats.sse import encode_frame
 from routerd.formats.stream_blocks import BlockTracker
+
+_PLAIN = frozenset(("content", "role"))  # delta keys of a text-only chunk
+
+# encode_frame of `ChatChunkEncoder._chunk({"content": text})`, as bytes (see `frames`)
+_TEXT_CHUNK = (
+    b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":'
+    b'[{"index":0,"delta":{"content":%b},"logprobs":null,"finish_reason":null}]%b}\n\n'
+)
 
 
 class ChatChunkDecoder(BlockTracker):
@@ -52,7 +63,7 @@ class ChatChunkDecoder(BlockTracker):
             return []
         out: list[StreamEvent] = []
         error = chunk.get("error")
-        if isinstance(error, Mapping):
+        if error is not None and isinstance(error, Mapping):
             self._done = True
             kind = error.get("type") or error.get("code") or "api_error"
             return [StreamError(type=str(kind), message=str(error.get("message", "")))]
@@ -90,6 +101,18 @@ class ChatChunkDecoder(BlockTracker):
 
     def _choice(self, choice: Mapping[str, Any], out: list[StreamEvent]) -> None:
         delta = choice.get("delta") or {}
+        if delta.keys() <= _PLAIN:  # the usual chunk: text only, no loops over absent fields
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out.extend(self._ensure("text"))
+                out.append(TextDelta(index=self._next - 1, text=text))
+        else:
+            self._fields(delta, out)
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+            out.extend(self._close())
+
+    def _fields(self, delta: Mapping[str, Any], out: list[StreamEvent]) -> None:
         for key in REASONING_FIELDS:
             text = delta.get(key)
             if isinstance(text, str) and text:
@@ -103,9 +126,6 @@ class ChatChunkDecoder(BlockTracker):
                 out.append(TextDelta(index=self._next - 1, text=text))
         for tc in delta.get("tool_calls") or ():
             self._tool_delta(tc, out)
-        if choice.get("finish_reason"):
-            self._finish = choice["finish_reason"]
-            out.extend(self._close())
 
     def _tool_delta(self, tc: Mapping[str, Any], out: list[StreamEvent]) -> None:
         position = tc.get("index")
@@ -165,6 +185,16 @@ class ChatChunkEncoder:
         self._id = response_id
         self._reasoning_field = reasoning_field
         self._tools: dict[int, int] = {}  # canonical block index -> tool_calls[].index
+
+    def frames(self, event: StreamEvent) -> bytes:
+        """The SSE bytes of `encode(event)`; a text delta (most of a stream's events) from a
+        byte template: the same bytes as its chunk dict, without building it."""
+        if type(event) is TextDelta:
+            usage = b',"usage":null' if self._include_usage else b""
+            ident, model = orjson.dumps(self._id or ""), orjson.dumps(self._model)
+            text = orjson.dumps(event.text)
+            return _TEXT_CHUNK % (ident, self._created, model, text, usage)
+        return b"".join([encode_frame(chunk) for chunk in self.encode(event)])
 
     def encode(self, event: StreamEvent) -> list[dict[str, Any]]:
         if isinstance(event, MessageStart):

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from routerd.formats.canonical import (
     BlockStart,
     BlockStop,
@@ -41,8 +43,16 @@ from routerd.formats.openai_responses import (
     response_object,
     tool_call_item,
 )
+from routerd.formats.sse import encode_frame
 
 Frame = tuple[str, dict[str, Any]]
+
+# encode_frame of `_item_frame("response.output_text.delta", ...)`, as bytes (see `frames`)
+_TEXT_DELTA = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":%d,"item_id":%b,"output_index":%d,"content_index":0,"delta":%b,'
+    b'"logprobs":[]}\n\n'
+)
 
 _ERROR_CODES = {
     "rate_limit_error": "rate_limit_exceeded",
@@ -81,6 +91,19 @@ class ResponsesEventEncoder:
         self._done: list[tuple[int, dict[str, Any]]] = []  # (output_index, finished item)
         self._stop = StopReason.end_turn
         self._usage: Usage | None = None
+
+    def frames(self, event: StreamEvent) -> bytes:
+        """The SSE bytes of `encode(event)`; a text delta (most of a stream's events) from a
+        byte template: the same bytes as its dict, without building it."""
+        if type(event) is TextDelta and self._started and not self._finished:
+            block = self._blocks.get(event.index)
+            if block is None:
+                return b""
+            block.text.append(event.text)
+            seq, self._seq = self._seq, self._seq + 1
+            item_id, text = orjson.dumps(block.item_id), orjson.dumps(event.text)
+            return _TEXT_DELTA % (seq, item_id, block.output_index, text)
+        return b"".join([encode_frame(data, name) for name, data in self.encode(event)])
 
     def encode(self, event: StreamEvent) -> list[Frame]:
         if self._finished:

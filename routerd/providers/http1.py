@@ -147,6 +147,7 @@ class Http1Response:
         if conn is None:
             return
         watch = IdleWatch(conn, self._idle) if self._idle and not conn.done else None
+        clock = asyncio.get_running_loop().time  # the watch's clock, without a call layer
         decoder = self._decoder
         try:
             while True:
@@ -163,7 +164,7 @@ class Http1Response:
                     raise conn.exc
                 waiter = conn.wait_body()
                 if watch is not None:
-                    watch.waiting_since = watch.now()
+                    watch.waiting_since = clock()
                 await waiter
                 if watch is not None:
                     watch.waiting_since = None

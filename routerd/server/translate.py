@@ -8,24 +8,33 @@ usage. Usage found on the way is recorded on the request context for metering.
 
 from __future__ import annotations
 
-from contextlib import aclosing
+import asyncio
+from contextlib import aclosing, suppress
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
-from routerd.formats.canonical import StreamError, StreamEvent, ToolNameMap
+from routerd.formats.canonical import (
+    MessageDelta,
+    MessageStart,
+    StreamError,
+    StreamEvent,
+    ToolNameMap,
+)
 from routerd.formats.canonical import Usage as CanonicalUsage
-from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec, sse_json
+from routerd.formats.codecs import IngressCodec, StreamEncoder, WireCodec
 from routerd.formats.sse import encode_frame
 from routerd.metering.usage import Usage
 from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResponse
 from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.pipeline import response_headers
-from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter
+from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter, frame_json
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_METERED = (MessageStart, MessageDelta)  # the stream events that carry usage
 
 
 def metered(usage: CanonicalUsage) -> Usage:
@@ -96,6 +105,19 @@ async def translated_json(
     return _json_response(ctx, orjson.dumps(ingress.encode_response(canonical, ctx.model)))
 
 
+class _SSEResponse(web.StreamResponse):
+    """The headers wait for the first frame, to leave in the same write (aiohttp buffers them
+    when this is False); the relay flushes them by themselves one loop turn after `prepare` if
+    no frame was ready by then, so a slow upstream's client still gets them at once."""
+
+    _send_headers_immediately = False
+
+
+def _send_headers(writer: AbstractStreamWriter) -> None:
+    with suppress(ConnectionError):  # the client is gone: the relay sees it on its next write
+        writer.send_headers()
+
+
 def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
     """The event that ends a failed stream in the client's format: `event: error` with
     Anthropic's envelope (Messages), or a `data:` line with `{"error": {...}}` (Chat)."""
@@ -118,21 +140,21 @@ class StreamTranslator:
     def _encode(self, events: list[StreamEvent]) -> bytes:
         out = []
         for event in events:
-            usage = getattr(event, "usage", None)
-            if isinstance(usage, CanonicalUsage):
-                self._ctx.usage = metered(usage)
+            if type(event) in _METERED:
+                usage = getattr(event, "usage", None)
+                if isinstance(usage, CanonicalUsage):
+                    self._ctx.usage = metered(usage)
             out.append(self._encoder.frames(event))
         return b"".join(out)
 
     def feed(self, chunk: bytes) -> bytes:
+        """Each whole frame is decoded, translated and encoded; a frame that is not JSON ends
+        the stream (`frame_json` raises) after the frames before it were translated."""
         events: list[StreamEvent] = []
-        for frame in self._splitter.feed(chunk):
-            try:
-                data = sse_json(frame)
-            except orjson.JSONDecodeError:
-                raise _malformed("stream frame") from None
+        for frame in self._splitter.frames(chunk):
+            data = frame_json(frame)
             if data is not None:
-                events.extend(self._decoder.feed(data))
+                events += self._decoder.feed(data)
         return self._encode(events)
 
     def finish(self) -> bytes:
@@ -157,7 +179,8 @@ class UsageScanner:
         self._usage = CanonicalUsage()
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._scan(self._frames.feed(chunk))
+        out = self._frames.plain(chunk, b'"usage"')  # deltas: checked, relayed as they came
+        return self._scan(self._frames.feed(chunk)) if out is None else out
 
     def _scan(self, frames: list[tuple[bytes, dict[str, Any] | None]]) -> bytes:
         for frame, data in frames:
@@ -193,33 +216,37 @@ async def relay_stream(
     ingress: IngressCodec,
     translator: StreamTranslator | UsageScanner | ChatUsageFilter,
 ) -> web.StreamResponse:
-    response = web.StreamResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+    response = _SSEResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
     delivered = False
+    flush: asyncio.Handle | None = None
     try:
-        await response.prepare(request)
+        writer = await response.prepare(request)
+        assert writer is not None  # None only for a response that already ended
+        flush = asyncio.get_running_loop().call_soon(_send_headers, writer)
+        feed, write = translator.feed, writer.write  # the writer itself: one layer less a frame
         try:
             async with aclosing(upstream.iter_chunks()) as chunks:
                 async for chunk in chunks:
                     ctx.first_byte()
-                    out = translator.feed(chunk)
+                    out = feed(chunk)
                     if out:
                         ctx.frames_sent += out.count(b"\n\n")
-                        await response.write(out)
-            tail = translator.finish()
-            if tail:
-                await response.write(tail)
-            delivered = True
+                        await write(out)
+            end = translator.finish()
+            delivered = not end  # else it is delivered with the end of the body, in one write
         except RouterdError as err:
             ctx.fail(err)
             if isinstance(translator, StreamTranslator):
-                await response.write(translator.fail(ingress, err, ctx.request_id))
+                end = translator.fail(ingress, err, ctx.request_id)
             else:
-                await response.write(error_frame(ingress, err, ctx.request_id))
-        await response.write_eof()
+                end = error_frame(ingress, err, ctx.request_id)
+        await response.write_eof(end)
     except ConnectionError:
         # a client that hangs up right after the final event (Codex does) got a whole answer
         if not delivered:
             ctx.status = CLIENT_CLOSED
     finally:
+        if flush is not None:
+            flush.cancel()
         upstream.release()
     return response
