@@ -49,7 +49,9 @@ async def test_reload_alias_under_load(routerd: Routerd, http: aiohttp.ClientSes
             results.append(await ask(http, routerd.url))
 
     tasks = [asyncio.create_task(worker()) for _ in range(4)]
-    await asyncio.sleep(0.05)
+    async with asyncio.timeout(10):
+        while not results:  # reload once answers are flowing (not after a fixed sleep: CI is slow)
+            await asyncio.sleep(0.005)
     routerd.set_alias("echo/echo-1")
     ok, message = await routerd.gateway.reload()
     assert ok, message
