@@ -44,14 +44,16 @@ async def ask(
 async def test_reload_alias_under_load(routerd: Routerd, http: aiohttp.ClientSession) -> None:
     results: list[tuple[int, str]] = []
 
+    flowing = asyncio.Event()  # reload once answers are flowing (no fixed sleep: CI is slow)
+
     async def worker() -> None:
         for _ in range(25):
             results.append(await ask(http, routerd.url))
+            flowing.set()
 
     tasks = [asyncio.create_task(worker()) for _ in range(4)]
     async with asyncio.timeout(10):
-        while not results:  # reload once answers are flowing (not after a fixed sleep: CI is slow)
-            await asyncio.sleep(0.005)
+        await flowing.wait()
     routerd.set_alias("echo/echo-1")
     ok, message = await routerd.gateway.reload()
     assert ok, message
