@@ -3,7 +3,8 @@
 Owns reading the journal files that overlap the live windows and summing their records into
 (counter, window start) -> pico-USD totals, plus per-key usage and the last minute's requests and
 tokens per key (to refill rate-limit buckets). It does no ledger I/O: the ledger applies the
-result. Blocking file reads; callers run it in a thread.
+result. Blocking file reads; callers run it in a thread. One file's per-line parse is
+`replay_parse.py` (small, so worker processes start fast).
 
 Speed: records are first grouped by (key, user, tags, model, time bucket), so the budget rules
 are evaluated once per group, not once per line. The bucket is the UTC day (`ts[:10]`) when every
@@ -22,15 +23,15 @@ a pool never fails a startup.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import orjson
-
 from routerd.metering.budgets import BudgetRule
 from routerd.metering.journal import journal_days
+from routerd.metering.replay_parse import Parsed, parse_closed_day, parse_file
+from routerd.metering.replay_parse import ReplayResult as ReplayResult  # re-exported
 from routerd.metering.replay_pool import PoolPolicy
 from routerd.metering.replay_pool import start as start_pool
 from routerd.metering.summaries import Group as _Group
@@ -78,17 +79,6 @@ def budget_targets(rules: Iterable[BudgetRule], now: datetime) -> list[Target]:
     ]
 
 
-@dataclass(slots=True)
-class ReplayResult:
-    spend: dict[tuple[str, datetime | None], int] = field(default_factory=dict)
-    recent: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (requests, tokens)
-    request_ids: set[str] = field(default_factory=set)
-    last_seen: dict[str, str] = field(default_factory=dict)  # key id -> newest `ts` replayed
-    lines: int = 0
-    skipped: int = 0
-    files: int = 0
-
-
 def _since(targets: Iterable[Target]) -> date | None:
     """The first journal day any target needs; `None` (every file) if one never resets."""
     starts = [t.window.start for t in targets]
@@ -107,57 +97,6 @@ def _bucket_len(targets: Iterable[Target]) -> int:
     return 24
 
 
-_PAD = {10: "T00:00:00.000Z", 16: ":00.000Z", 24: ""}
-
-
-def _parse_file(
-    path: Path, bucket_len: int, result: ReplayResult, ids_since: str | None, rate_since: str
-) -> dict[_Group, list[int]] | None:
-    """Sum every parsable record of one file into its group: [cost_pico, requests, tokens].
-
-    A group's bucket is the start of its time slice as a full timestamp. The last minute's
-    requests and tokens per key go to `result.recent`. `None` if the file vanished.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    groups: dict[_Group, list[int]] = {}
-    last_seen = result.last_seen
-    loads, invalid, pad = orjson.loads, orjson.JSONDecodeError, _PAD[bucket_len]
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        try:
-            rec = loads(line)
-            ts = rec["ts"]
-            key = (
-                rec.get("key_id"), rec.get("user"), tuple(rec.get("tags") or ()),
-                rec.get("resolved_model") or "", ts[:bucket_len] + pad,
-            )  # fmt: skip
-            cost = int(rec.get("cost_pico_usd") or 0)
-            tokens = int(rec.get("prompt_tokens") or 0) + int(rec.get("completion_tokens") or 0)
-        except (invalid, KeyError, TypeError, ValueError, AttributeError):
-            result.skipped += 1
-            continue
-        result.lines += 1
-        if key[0] is not None and ts > last_seen.get(key[0], ""):
-            last_seen[key[0]] = ts
-        if ids_since is not None and ts >= ids_since:
-            result.request_ids.add(str(rec.get("request_id")))
-        if ts >= rate_since and key[0] is not None:
-            got = result.recent.get(key[0], (0, 0))
-            result.recent[key[0]] = (got[0] + 1, got[1] + tokens)
-        acc = groups.get(key)
-        if acc is None:
-            groups[key] = [cost, 1, tokens]
-        else:
-            acc[0] += cost
-            acc[1] += 1
-            acc[2] += tokens
-    return groups
-
-
 def _counts(target: Target, group: _Group) -> bool:
     key_id, user, tags, model, _ = group
     if target.rule is None:
@@ -174,16 +113,6 @@ def _whole_day(day: date, targets: Iterable[Target]) -> bool:
             if edge is not None and start < edge < end:
                 return False
     return True
-
-
-Parsed = tuple[dict[_Group, list[int]], int, int, dict[str, str]]  # groups, lines, skipped, last
-
-
-def parse_closed_day(path: Path, rate_since: str) -> Parsed | None:
-    """One closed day's file summed per day (a worker process's job): `None` if it vanished."""
-    mark = ReplayResult()
-    groups = _parse_file(path, 10, mark, None, rate_since)
-    return None if groups is None else (groups, mark.lines, mark.skipped, mark.last_seen)
 
 
 def _closed_days(
@@ -261,7 +190,7 @@ def replay(
     batch = start_pool(parse, fresh, pool)
     try:
         opened = {
-            path: _parse_file(path, plan.bucket_len, result, plan.ids_since, plan.rate_since)
+            path: parse_file(path, plan.bucket_len, result, plan.ids_since, plan.rate_since)
             for _day, path in days
             if path not in closed
         }
