@@ -3,26 +3,37 @@
 Owns reading the journal files that overlap the live windows and summing their records into
 (counter, window start) -> pico-USD totals, plus per-key usage and the last minute's requests and
 tokens per key (to refill rate-limit buckets). It does no ledger I/O: the ledger applies the
-result. Blocking file reads; callers run it in a thread.
+result. Blocking file reads; callers run it in a thread. One file's per-line parse is
+`replay_parse.py` (small, so worker processes start fast).
 
 Speed: records are first grouped by (key, user, tags, model, time bucket), so the budget rules
 are evaluated once per group, not once per line. The bucket is the UTC day (`ts[:10]`) when every
 window boundary falls on midnight (daily, weekly, monthly, total and whole-day `<N>s` periods),
 the minute when they fall on a minute, else the whole timestamp. Timestamps are compared as strings:
 `format_ts` writes fixed-width UTC (`2026-11-24T10:00:00.123Z`), so string order is time order.
+
+Cold start: closed days without a valid summary are parsed in worker processes (`replay_pool.py`,
+`spawn` start method) when there are at least two of them and enough bytes to pay for starting
+the workers; the open days (today, the rate window, `ids_since`) are parsed here meanwhile. The
+results are merged in day order, so the outcome equals the in-process parse. If the pool fails
+(e.g. a sandbox that forbids processes) one warning is logged and those days are parsed here:
+a pool never fails a startup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
-
-import orjson
 
 from routerd.metering.budgets import BudgetRule
 from routerd.metering.journal import journal_days
+from routerd.metering.replay_parse import Parsed, parse_closed_day, parse_file
+from routerd.metering.replay_parse import ReplayResult as ReplayResult  # re-exported
+from routerd.metering.replay_pool import PoolPolicy
+from routerd.metering.replay_pool import start as start_pool
 from routerd.metering.summaries import Group as _Group
 from routerd.metering.summaries import Summary, load_summary, write_summary
 from routerd.metering.usage import format_ts
@@ -30,6 +41,7 @@ from routerd.metering.windows import Window, window_for
 
 USAGE_PERIODS = ("daily", "weekly", "monthly", "total")
 RATE_WINDOW = timedelta(seconds=60)
+DEFAULT_POOL = PoolPolicy()  # >= 2 closed days to parse and >= 64 MB of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +79,6 @@ def budget_targets(rules: Iterable[BudgetRule], now: datetime) -> list[Target]:
     ]
 
 
-@dataclass(slots=True)
-class ReplayResult:
-    spend: dict[tuple[str, datetime | None], int] = field(default_factory=dict)
-    recent: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (requests, tokens)
-    request_ids: set[str] = field(default_factory=set)
-    last_seen: dict[str, str] = field(default_factory=dict)  # key id -> newest `ts` replayed
-    lines: int = 0
-    skipped: int = 0
-    files: int = 0
-
-
 def _since(targets: Iterable[Target]) -> date | None:
     """The first journal day any target needs; `None` (every file) if one never resets."""
     starts = [t.window.start for t in targets]
@@ -94,57 +95,6 @@ def _bucket_len(targets: Iterable[Target]) -> int:
     if all(not (e.second or e.microsecond) for e in edges):
         return 16
     return 24
-
-
-_PAD = {10: "T00:00:00.000Z", 16: ":00.000Z", 24: ""}
-
-
-def _parse_file(
-    path: Path, bucket_len: int, result: ReplayResult, ids_since: str | None, rate_since: str
-) -> dict[_Group, list[int]] | None:
-    """Sum every parsable record of one file into its group: [cost_pico, requests, tokens].
-
-    A group's bucket is the start of its time slice as a full timestamp. The last minute's
-    requests and tokens per key go to `result.recent`. `None` if the file vanished.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    groups: dict[_Group, list[int]] = {}
-    last_seen = result.last_seen
-    loads, invalid, pad = orjson.loads, orjson.JSONDecodeError, _PAD[bucket_len]
-    for line in data.split(b"\n"):
-        if not line:
-            continue
-        try:
-            rec = loads(line)
-            ts = rec["ts"]
-            key = (
-                rec.get("key_id"), rec.get("user"), tuple(rec.get("tags") or ()),
-                rec.get("resolved_model") or "", ts[:bucket_len] + pad,
-            )  # fmt: skip
-            cost = int(rec.get("cost_pico_usd") or 0)
-            tokens = int(rec.get("prompt_tokens") or 0) + int(rec.get("completion_tokens") or 0)
-        except (invalid, KeyError, TypeError, ValueError, AttributeError):
-            result.skipped += 1
-            continue
-        result.lines += 1
-        if key[0] is not None and ts > last_seen.get(key[0], ""):
-            last_seen[key[0]] = ts
-        if ids_since is not None and ts >= ids_since:
-            result.request_ids.add(str(rec.get("request_id")))
-        if ts >= rate_since and key[0] is not None:
-            got = result.recent.get(key[0], (0, 0))
-            result.recent[key[0]] = (got[0] + 1, got[1] + tokens)
-        acc = groups.get(key)
-        if acc is None:
-            groups[key] = [cost, 1, tokens]
-        else:
-            acc[0] += cost
-            acc[1] += 1
-            acc[2] += tokens
-    return groups
 
 
 def _counts(target: Target, group: _Group) -> bool:
@@ -165,27 +115,31 @@ def _whole_day(day: date, targets: Iterable[Target]) -> bool:
     return True
 
 
-def _file_groups(
-    path: Path, day: date, targets: list[Target], result: ReplayResult, plan: _Plan
-) -> dict[_Group, list[int]] | None:
-    """One file's groups: from its day summary when that is exact and current, else parsed."""
-    closed = day < plan.raw_from and _whole_day(day, targets)
-    if closed:
-        cached = load_summary(path)
-        if cached is not None:
-            result.lines += cached.lines
-            result.skipped += cached.skipped
-            _merge_last_seen(result.last_seen, cached.last_seen)
-            return cached.groups
-        mark = ReplayResult()
-        groups = _parse_file(path, 10, mark, None, plan.rate_since)
-        if groups is not None:
-            write_summary(path, Summary(groups, mark.lines, mark.skipped, mark.last_seen))
-        result.lines += mark.lines
-        result.skipped += mark.skipped
-        _merge_last_seen(result.last_seen, mark.last_seen)
-        return groups
-    return _parse_file(path, plan.bucket_len, result, plan.ids_since, plan.rate_since)
+def _closed_days(
+    days: list[tuple[date, Path]], targets: list[Target], plan: _Plan
+) -> tuple[dict[Path, Summary], list[Path]]:
+    """The closed days' current summaries, and the closed days that have none (to parse)."""
+    cached: dict[Path, Summary] = {}
+    fresh: list[Path] = []
+    for day, path in days:
+        if day < plan.raw_from and _whole_day(day, targets):
+            summary = load_summary(path)
+            if summary is None:
+                fresh.append(path)
+            else:
+                cached[path] = summary
+    return cached, fresh
+
+
+def _summed(found: Summary | Parsed, result: ReplayResult) -> dict[_Group, list[int]]:
+    groups, lines, skipped, last_seen = (
+        (found.groups, found.lines, found.skipped, found.last_seen)
+        if isinstance(found, Summary) else found
+    )  # fmt: skip
+    result.lines += lines
+    result.skipped += skipped
+    _merge_last_seen(result.last_seen, last_seen)
+    return groups
 
 
 def _merge_last_seen(into: dict[str, str], more: dict[str, str]) -> None:
@@ -207,13 +161,15 @@ def replay(
     targets: list[Target],
     now: datetime,
     ids_since: datetime | None = None,
+    pool: PoolPolicy = DEFAULT_POOL,
 ) -> ReplayResult:
     """Sum the journal into `targets` (only files overlapping their windows are read).
 
     `recent` gets each key's requests and tokens of the last minute before `now`;
     `request_ids` the ids of records at or after `ids_since` (to de-duplicate records that
     were settled while the replay ran). Closed days are read from their summaries
-    (`summaries.py`) when those match the file, and summarized when they do not.
+    (`summaries.py`) when those match the file, and summarized when they do not (in worker
+    processes when `pool` says that pays).
     """
     result = ReplayResult()
     if not targets:
@@ -227,9 +183,23 @@ def replay(
         _bucket_len(targets), format_ts(rate_start),
         format_ts(ids_since) if ids_since is not None else None, raw_from,
     )  # fmt: skip
+    days = journal_days(directory, since)
+    cached, fresh = _closed_days(days, targets, plan)
+    parse = partial(parse_closed_day, rate_since=plan.rate_since)
+    closed = cached.keys() | set(fresh)
+    batch = start_pool(parse, fresh, pool)
+    try:
+        opened = {
+            path: parse_file(path, plan.bucket_len, result, plan.ids_since, plan.rate_since)
+            for _day, path in days
+            if path not in closed
+        }
+        parsed = batch.results()
+    finally:
+        batch.close()
     groups: dict[_Group, list[int]] = {}
-    for day, path in journal_days(directory, since):
-        found = _file_groups(path, day, targets, result, plan)
+    for _day, path in days:
+        found = _day_groups(path, cached, parsed, opened, parse, result)
         if found is None:
             continue
         result.files += 1
@@ -243,6 +213,26 @@ def replay(
                 acc[2] += tokens
     _apply(groups, targets, result)
     return result
+
+
+def _day_groups(
+    path: Path,
+    cached: dict[Path, Summary],
+    parsed: dict[Path, Parsed | None],
+    opened: dict[Path, dict[_Group, list[int]] | None],
+    parse: Callable[[Path], Parsed | None],
+    result: ReplayResult,
+) -> dict[_Group, list[int]] | None:
+    """One file's groups: its summary, its open-day parse, or its closed-day parse (summarized)."""
+    if path in cached:
+        return _summed(cached[path], result)
+    if path in opened:
+        return opened[path]
+    found = parsed[path] if path in parsed else parse(path)
+    if found is None:
+        return None
+    write_summary(path, Summary(*found))
+    return _summed(found, result)
 
 
 def _apply(groups: dict[_Group, list[int]], targets: list[Target], result: ReplayResult) -> None:
