@@ -74,16 +74,21 @@ def sample(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def test_metrics(
-    routerd: Routerd, client: openai.AsyncOpenAI, http: aiohttp.ClientSession
-) -> None:
-    await client.chat.completions.create(model="fast", messages=MESSAGES)
-    await client.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+async def _refused_for_the_echo_key(routerd: Routerd) -> None:
+    """A 403: the demo key may only use `echo/*`."""
     async with openai.AsyncOpenAI(
         base_url=f"{routerd.url}/v1", api_key=ECHO_KEY, max_retries=0
     ) as echo:
         with pytest.raises(openai.PermissionDeniedError):
             await echo.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+
+
+async def test_metrics(
+    routerd: Routerd, client: openai.AsyncOpenAI, http: aiohttp.ClientSession
+) -> None:
+    await client.chat.completions.create(model="fast", messages=MESSAGES)
+    await client.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+    await _refused_for_the_echo_key(routerd)
     text = await routerd.metrics_text(http)
     ok = sample(
         text,
@@ -158,11 +163,7 @@ async def test_request_metrics_scrape_like_stock_prometheus_client(
     await client.embeddings.create(model="echo/echo-embed-1", input=["a b", "c"])
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(model="nope/none", messages=MESSAGES)
-    async with openai.AsyncOpenAI(
-        base_url=f"{routerd.url}/v1", api_key=ECHO_KEY, max_retries=0
-    ) as echo:
-        with pytest.raises(openai.PermissionDeniedError):
-            await echo.chat.completions.create(model="fake/gpt-test", messages=MESSAGES)
+    await _refused_for_the_echo_key(routerd)
     lines = await routerd.wait_journal(5)
     assert len(lines) == 5
 

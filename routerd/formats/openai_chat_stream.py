@@ -39,11 +39,10 @@ from routerd.formats.stream_blocks import BlockTracker
 
 _PLAIN = frozenset(("content", "role"))  # delta keys of a text-only chunk
 
-# encode_frame of `ChatChunkEncoder._chunk({"content": text})`, as bytes (see `frames`)
-_TEXT_CHUNK = (
-    b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":'
-    b'[{"index":0,"delta":{"content":%b},"logprobs":null,"finish_reason":null}]%b}\n\n'
-)
+# encode_frame of `ChatChunkEncoder._chunk({"content": text})`, as bytes (see `frames`): the
+# head (id, created, model) is fixed for a stream, the text and the usage tail per chunk
+_TEXT_HEAD = b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":'
+_TEXT_BODY = b'[{"index":0,"delta":{"content":%b},"logprobs":null,"finish_reason":null}]%b}\n\n'
 
 
 class ChatChunkDecoder(BlockTracker):
@@ -185,21 +184,25 @@ class ChatChunkEncoder:
         self._id = response_id
         self._reasoning_field = reasoning_field
         self._tools: dict[int, int] = {}  # canonical block index -> tool_calls[].index
+        self._text_head: bytes | None = None  # `_TEXT_HEAD` filled in, until the id changes
+        self._usage_tail = b',"usage":null' if include_usage else b""
 
     def frames(self, event: StreamEvent) -> bytes:
         """The SSE bytes of `encode(event)`; a text delta (most of a stream's events) from a
         byte template: the same bytes as its chunk dict, without building it."""
         if type(event) is TextDelta:
-            usage = b',"usage":null' if self._include_usage else b""
-            ident, model = orjson.dumps(self._id or ""), orjson.dumps(self._model)
-            text = orjson.dumps(event.text)
-            return _TEXT_CHUNK % (ident, self._created, model, text, usage)
+            head = self._text_head
+            if head is None:
+                ident, model = orjson.dumps(self._id or ""), orjson.dumps(self._model)
+                head = self._text_head = _TEXT_HEAD % (ident, self._created, model)
+            return head + _TEXT_BODY % (orjson.dumps(event.text), self._usage_tail)
         return b"".join([encode_frame(chunk) for chunk in self.encode(event)])
 
     def encode(self, event: StreamEvent) -> list[dict[str, Any]]:
         if isinstance(event, MessageStart):
             if self._id is None:
                 self._id = event.id
+                self._text_head = None
             return [self._chunk({"role": "assistant", "content": ""})]
         if isinstance(event, TextDelta):
             return [self._chunk({"content": event.text})]
