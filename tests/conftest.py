@@ -18,12 +18,11 @@ import anthropic
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
 from routerd.metrics import Metrics
-from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.fakes import FakeOpenAI
+from tests.serving import RouterdServer
 
 if TYPE_CHECKING:
     from tests.fakes_faulty import FaultyUpstream
@@ -148,7 +147,7 @@ class Routerd:
     root: Path
     config_path: Path
     gateway: Gateway
-    server: TestServer
+    server: RouterdServer
     fake: FakeOpenAI
 
     @property
@@ -191,7 +190,7 @@ async def serve_config(
 ) -> AsyncIterator[Routerd]:
     """routerd on `config_path` (as the test edited it), with an injectable clock."""
     gateway = Gateway.load(config_path, Metrics(), clock=clock)
-    server = TestServer(build_app(gateway), host="127.0.0.1")
+    server = RouterdServer(gateway)
     await server.start_server()
     try:
         yield Routerd(config_path.parent, config_path, gateway, server, fake)
@@ -209,7 +208,7 @@ def cfg(tmp_path: Path, fake_upstream: FakeOpenAI) -> Path:
 async def routerd(tmp_path: Path, fake_upstream: FakeOpenAI) -> AsyncIterator[Routerd]:
     config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
     gateway = Gateway.load(config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
+    server = RouterdServer(gateway)
     await server.start_server()
     try:
         yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)
@@ -280,7 +279,7 @@ async def gw(
     config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
     add_upstreams(config_path, fake_anthropic.base_url, fake_gemini.base_url)
     gateway = Gateway.load(config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
+    server = RouterdServer(gateway)
     await server.start_server()
     try:
         yield Routerd(tmp_path / "cfg", config_path, gateway, server, fake_upstream)

@@ -21,15 +21,14 @@ from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp.test_utils import TestServer
 
 from routerd.metrics import Metrics
 from routerd.providers.base import AiohttpTransport
 from routerd.providers.http1 import Http1Transport
-from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.conftest import read_journal, wait_journal, write_config
 from tests.fakes_faulty import FaultyUpstream
+from tests.serving import RouterdServer
 
 TIMEOUTS = {"connect": 1, "first_byte": 0.5, "idle": 0.3, "total": 5}
 BREAKER = {"failures": 3, "cooldown": 1.0, "min_requests": 50}  # wide: CI runs loaded
@@ -80,7 +79,7 @@ def catalog(faulty: FaultyUpstream) -> dict[str, Any]:
 class Rig:
     root: Path
     gateway: Gateway
-    server: TestServer
+    server: RouterdServer
     faulty: FaultyUpstream
 
     @property
@@ -152,7 +151,7 @@ async def start_rig(tmp_path: Path, faulty: FaultyUpstream) -> Rig:
     rig_doc = catalog(faulty)
     (root / "providers.yaml").write_text(yaml.safe_dump(rig_doc, sort_keys=False))
     gateway = Gateway.load(root / "routerd.yaml", Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
+    server = RouterdServer(gateway)
     await server.start_server()
     return Rig(root, gateway, server, faulty)
 

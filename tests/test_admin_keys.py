@@ -10,13 +10,12 @@ import aiohttp
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
 from routerd.config.load import load_all
 from routerd.metrics import Metrics
-from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.conftest import FULL_KEY, MASTER_KEY, Routerd
+from tests.serving import RouterdServer
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 MESSAGES: list[Any] = [{"role": "user", "content": "hello there"}]
@@ -135,7 +134,7 @@ async def test_restart_keeps_state(routerd: Routerd, http: aiohttp.ClientSession
     assert ok
     await routerd.gateway.journal.flush()
     gateway = Gateway.load(routerd.config_path, Metrics())
-    server = TestServer(build_app(gateway), host="127.0.0.1")
+    server = RouterdServer(gateway)
     await server.start_server()
     try:
         url = str(server.make_url("")).rstrip("/")

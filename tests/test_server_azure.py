@@ -9,13 +9,12 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
 from routerd.metrics import Metrics
-from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests.conftest import FULL_KEY, write_config
 from tests.fakes import REPLY_TEXT, FakeOpenAI
+from tests.serving import RouterdServer
 
 
 @pytest.fixture
@@ -36,7 +35,7 @@ async def azure_client(
         "deployments": [{"provider": "az", "model": "my-gpt-deployment"}],
     }
     providers.write_text(yaml.safe_dump(doc))
-    server = TestServer(build_app(Gateway.load(config_path, Metrics())), host="127.0.0.1")
+    server = RouterdServer(Gateway.load(config_path, Metrics()))
     await server.start_server()
     url = str(server.make_url("/v1"))
     sdk = openai.AsyncOpenAI(base_url=url, api_key=FULL_KEY, max_retries=0)

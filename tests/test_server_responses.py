@@ -11,14 +11,13 @@ import aiohttp
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 
 from routerd.metrics import Metrics
-from routerd.server.app import build_app
 from routerd.server.gateway import Gateway
 from tests import fakes
 from tests.conftest import FULL_KEY, Routerd, write_config
 from tests.fakes import FakeOpenAI
+from tests.serving import RouterdServer
 from tests.test_any_to_any import OPENAI_COST
 
 FIXTURE = Path(__file__).parent / "fixtures" / "formats" / "responses_request_codex.json"
@@ -73,7 +72,7 @@ async def test_codex_like_request_streams_to_completion(
     daemon = yaml.safe_load(config_path.read_text())
     daemon["max_body_bytes"] = 1_048_576  # Codex requests carry every tool definition
     config_path.write_text(yaml.safe_dump(daemon))
-    server = TestServer(build_app(Gateway.load(config_path, Metrics())), host="127.0.0.1")
+    server = RouterdServer(Gateway.load(config_path, Metrics()))
     await server.start_server()
     body = json.loads(FIXTURE.read_text())
     body.update(model="fake/gpt-test", stream=True)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 ProviderType = Literal["openai", "anthropic", "gemini", "azure", "echo"]
 FsyncPolicy = Literal["always", "interval", "never"]
 TransportKind = Literal["http1", "aiohttp"]
+ServerKind = Literal["http1", "aiohttp"]
 ManagedKind = Literal["keys", "users", "budgets", "pricing"]
 Strategy = Literal["weighted", "ordered", "latency", "cost"]
 
@@ -119,6 +120,7 @@ class DaemonConfig:
         return self.state_dir / f"{kind}.yaml" if self.state_dir is not None else None
 
     retries: RetryConfig = RetryConfig()
+    server: ServerKind = "aiohttp"  # the HTTP server engine: routerd's own (http1), or aiohttp's
 
 
 @dataclass(frozen=True, slots=True)

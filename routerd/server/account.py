@@ -16,8 +16,6 @@ import asyncio
 from datetime import date
 from typing import Any
 
-from aiohttp import web
-
 from routerd.errors import ErrorCode, RouterdError
 from routerd.metering.journal import iter_journal
 from routerd.metering.ledger import BudgetStatus
@@ -26,7 +24,8 @@ from routerd.metering.report import GROUPS, aggregate
 from routerd.metering.usage import format_ts
 from routerd.server.auth import authenticate
 from routerd.server.gateway import Gateway
-from routerd.server.info import json_response, require_master_key
+from routerd.server.http import Reply, Request, json_reply
+from routerd.server.info import require_master_key
 from routerd.server.pipeline import GATEWAY
 
 
@@ -53,7 +52,7 @@ async def _statuses(gateway: Gateway, rules: Any) -> list[BudgetStatus]:
     return [await gateway.ledger.status(rule) for rule in rules]
 
 
-async def key_info(request: web.Request) -> web.Response:
+async def key_info(request: Request) -> Reply:
     gateway = request.app[GATEWAY]
     entry = authenticate(request, gateway.table)
     key = entry.config
@@ -93,7 +92,7 @@ async def key_info(request: web.Request) -> web.Response:
         "budgets": [budget_view(s) for s in statuses],
         "rate_limits": {"rpm": limits.rpm, "tpm": limits.tpm, "concurrency": limits.concurrency},
     }
-    return json_response({"data": data})
+    return json_reply({"data": data})
 
 
 def _limit_reset(status: BudgetStatus | None) -> str | None:
@@ -102,14 +101,14 @@ def _limit_reset(status: BudgetStatus | None) -> str | None:
     return status.rule.config.period
 
 
-async def admin_budgets(request: web.Request) -> web.Response:
+async def admin_budgets(request: Request) -> Reply:
     require_master_key(request)
     gateway = request.app[GATEWAY]
     statuses = await _statuses(gateway, gateway.table.budgets.values())
-    return json_response({"data": [budget_view(s) for s in statuses]})
+    return json_reply({"data": [budget_view(s) for s in statuses]})
 
 
-def _day(request: web.Request, name: str) -> date | None:
+def _day(request: Request, name: str) -> date | None:
     text = request.query.get(name)
     if not text:
         return None
@@ -121,7 +120,7 @@ def _day(request: web.Request, name: str) -> date | None:
         ) from None
 
 
-async def admin_usage(request: web.Request) -> web.Response:
+async def admin_usage(request: Request) -> Reply:
     require_master_key(request)
     gateway = request.app[GATEWAY]
     by = request.query.get("group_by", "key")
@@ -136,7 +135,7 @@ async def admin_usage(request: web.Request) -> web.Response:
     rows = await asyncio.to_thread(
         lambda: aggregate(iter_journal(directory, since, until), by, since, until)
     )
-    return json_response(
+    return json_reply(
         {
             "group_by": by,
             "from": since.isoformat() if since else None,

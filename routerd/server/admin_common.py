@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
-from aiohttp import web
 from jsonschema import Draft202012Validator
 
 from routerd.config.load import ConfigProblem
@@ -24,6 +23,7 @@ from routerd.config.model import LoadedConfig, ManagedKind
 from routerd.errors import ErrorCode, RouterdError
 from routerd.managed.store import ChangeRejected, Docs, Focus, ManagedStore
 from routerd.server.gateway import Gateway, TableBuilder
+from routerd.server.http import Request
 from routerd.server.pipeline import GATEWAY
 from routerd.table import RoutingTable
 
@@ -79,7 +79,7 @@ def _schema_detail(error: Any) -> list[dict[str, Any]]:
     return [{"loc": loc, "msg": str(error.message)[:300], "type": str(error.validator)}]
 
 
-async def json_body(request: web.Request, validator: Draft202012Validator) -> dict[str, Any]:
+async def json_body(request: Request, validator: Draft202012Validator) -> dict[str, Any]:
     """The request's JSON object, valid against `validator`'s schema; 422 otherwise."""
     try:
         data = orjson.loads(await request.read())
@@ -94,7 +94,7 @@ async def json_body(request: web.Request, validator: Draft202012Validator) -> di
     return result
 
 
-def page(request: web.Request) -> tuple[int, int]:
+def page(request: Request) -> tuple[int, int]:
     """`skip` (>= 0, default 0) and `limit` (1..1000, default 100) from the query string."""
     values = {}
     for name, default, low in (("skip", 0, 0), ("limit", 100, 1)):
@@ -110,10 +110,6 @@ def page(request: web.Request) -> tuple[int, int]:
             )
         values[name] = value
     return values["skip"], values["limit"]
-
-
-def respond(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -154,7 +150,7 @@ def rejected(exc: ChangeRejected, store: ManagedStore) -> RouterdError:
     )
 
 
-async def commit(request: web.Request, mutate: Callable[[Docs, LoadedConfig], T]) -> T:
+async def commit(request: Request, mutate: Callable[[Docs, LoadedConfig], T]) -> T:
     """Apply one change to the managed files and swap in the resulting table."""
     gateway: Gateway = request.app[GATEWAY]
     store = ManagedStore.of(gateway.table.config.daemon, gateway.documents)

@@ -14,8 +14,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
-
 from routerd.config.model import KeyConfig, LoadedConfig, PriceOverride
 from routerd.errors import ErrorCode, RouterdError
 from routerd.managed import entries
@@ -28,11 +26,11 @@ from routerd.server.admin_common import (
     iso,
     json_body,
     page,
-    respond,
     schema_validator,
     source_fields,
 )
 from routerd.server.gateway import Gateway
+from routerd.server.http import Reply, Request, json_reply
 from routerd.server.info import require_master_key
 from routerd.server.pipeline import GATEWAY
 
@@ -150,7 +148,7 @@ def _key(gateway: Gateway, key_id: str) -> KeyConfig:
     raise RouterdError(ErrorCode.not_found, f"no key {key_id!r}")
 
 
-async def create_key(request: web.Request) -> web.Response:
+async def create_key(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, CREATE_KEY)
     plaintext, digest = entries.new_secret()
@@ -169,24 +167,24 @@ async def create_key(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     info = key_info(_key(gateway, key_id), gateway)
     info.pop("last_used_at")
-    return respond({**info, "key": plaintext})
+    return json_reply({**info, "key": plaintext})
 
 
-async def list_keys(request: web.Request) -> web.Response:
+async def list_keys(request: Request) -> Reply:
     require_master_key(request)
     skip, limit = page(request)
     gateway = request.app[GATEWAY]
     keys = gateway.table.config.keys[skip : skip + limit]
-    return respond([key_info(k, gateway) for k in keys])
+    return json_reply([key_info(k, gateway) for k in keys])
 
 
-async def get_key(request: web.Request) -> web.Response:
+async def get_key(request: Request) -> Reply:
     require_master_key(request)
     gateway = request.app[GATEWAY]
-    return respond(key_info(_key(gateway, request.match_info["key_id"]), gateway))
+    return json_reply(key_info(_key(gateway, request.match_info["key_id"]), gateway))
 
 
-async def update_key(request: web.Request) -> web.Response:
+async def update_key(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, UPDATE_KEY)
     key_id = request.match_info["key_id"]
@@ -201,10 +199,10 @@ async def update_key(request: web.Request) -> web.Response:
 
     await commit(request, mutate)
     gateway = request.app[GATEWAY]
-    return respond(key_info(_key(gateway, key_id), gateway))
+    return json_reply(key_info(_key(gateway, key_id), gateway))
 
 
-async def delete_key(request: web.Request) -> web.Response:
+async def delete_key(request: Request) -> Reply:
     require_master_key(request)
     key_id = request.match_info["key_id"]
 
@@ -212,7 +210,7 @@ async def delete_key(request: web.Request) -> web.Response:
         entries.remove(docs, current, "keys", key_id)
 
     await commit(request, mutate)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 def price_info(override: PriceOverride, config: LoadedConfig) -> dict[str, Any]:
@@ -245,20 +243,20 @@ def _override(config: LoadedConfig, model_key: str) -> PriceOverride:
     raise RouterdError(ErrorCode.not_found, f"no price override for {model_key!r}")
 
 
-async def list_pricing(request: web.Request) -> web.Response:
+async def list_pricing(request: Request) -> Reply:
     require_master_key(request)
     skip, limit = page(request)
     config = request.app[GATEWAY].table.config
-    return respond([price_info(o, config) for o in config.price_overrides[skip : skip + limit]])
+    return json_reply([price_info(o, config) for o in config.price_overrides[skip : skip + limit]])
 
 
-async def get_pricing(request: web.Request) -> web.Response:
+async def get_pricing(request: Request) -> Reply:
     require_master_key(request)
     config = request.app[GATEWAY].table.config
-    return respond(price_info(_override(config, request.match_info["model_key"]), config))
+    return json_reply(price_info(_override(config, request.match_info["model_key"]), config))
 
 
-async def set_pricing(request: web.Request) -> web.Response:
+async def set_pricing(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, SET_PRICING)
     slug = model_slug(request.app[GATEWAY].table.config, body["model_key"])
@@ -279,10 +277,10 @@ async def set_pricing(request: web.Request) -> web.Response:
 
     await commit(request, mutate)
     config = request.app[GATEWAY].table.config
-    return respond(price_info(_override(config, slug), config))
+    return json_reply(price_info(_override(config, slug), config))
 
 
-async def delete_pricing(request: web.Request) -> web.Response:
+async def delete_pricing(request: Request) -> Reply:
     require_master_key(request)
     slug = model_slug(request.app[GATEWAY].table.config, request.match_info["model_key"])
 
@@ -290,4 +288,4 @@ async def delete_pricing(request: web.Request) -> web.Response:
         entries.remove(docs, current, "pricing", slug)
 
     await commit(request, mutate)
-    return web.Response(status=204)
+    return Reply(status=204)

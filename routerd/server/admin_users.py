@@ -17,8 +17,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
-
 from routerd.config.model import BudgetConfig, LoadedConfig, UserConfig
 from routerd.errors import ErrorCode, RouterdError
 from routerd.managed import entries
@@ -34,11 +32,11 @@ from routerd.server.admin_common import (
     iso,
     json_body,
     page,
-    respond,
     schema_validator,
     source_fields,
 )
 from routerd.server.gateway import Gateway
+from routerd.server.http import Reply, Request, json_reply
 from routerd.server.info import require_master_key
 from routerd.server.pipeline import GATEWAY
 
@@ -157,23 +155,23 @@ def _user_fields(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def list_users(request: web.Request) -> web.Response:
+async def list_users(request: Request) -> Reply:
     require_master_key(request)
     skip, limit = page(request)
     gateway = request.app[GATEWAY]
     users = all_users(gateway.table.config)[skip : skip + limit]
-    return respond([await user_info(u, gateway) for u in users])
+    return json_reply([await user_info(u, gateway) for u in users])
 
 
-async def get_user(request: web.Request) -> web.Response:
+async def get_user(request: Request) -> Reply:
     require_master_key(request)
     gateway = request.app[GATEWAY]
-    return respond(
+    return json_reply(
         await user_info(_user(gateway.table.config, request.match_info["user_id"]), gateway)
     )
 
 
-async def create_user(request: web.Request) -> web.Response:
+async def create_user(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, CREATE_USER)
     user_id = body["user_id"]
@@ -184,10 +182,10 @@ async def create_user(request: web.Request) -> web.Response:
 
     await commit(request, mutate)
     gateway = request.app[GATEWAY]
-    return respond(await user_info(_user(gateway.table.config, user_id), gateway))
+    return json_reply(await user_info(_user(gateway.table.config, user_id), gateway))
 
 
-async def update_user(request: web.Request) -> web.Response:
+async def update_user(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, UPDATE_USER)
     user_id = request.match_info["user_id"]
@@ -200,10 +198,10 @@ async def update_user(request: web.Request) -> web.Response:
 
     await commit(request, mutate)
     gateway = request.app[GATEWAY]
-    return respond(await user_info(_user(gateway.table.config, user_id), gateway))
+    return json_reply(await user_info(_user(gateway.table.config, user_id), gateway))
 
 
-async def delete_user(request: web.Request) -> web.Response:
+async def delete_user(request: Request) -> Reply:
     require_master_key(request)
     user_id = request.match_info["user_id"]
 
@@ -211,7 +209,7 @@ async def delete_user(request: web.Request) -> web.Response:
         entries.remove(docs, current, "users", user_id)
 
     await commit(request, mutate)
-    return web.Response(status=204)
+    return Reply(status=204)
 
 
 def _usage_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -237,14 +235,14 @@ def _usage_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def user_usage(request: web.Request) -> web.Response:
+async def user_usage(request: Request) -> Reply:
     require_master_key(request)
     skip, limit = page(request)
     gateway = request.app[GATEWAY]
     user = _user(gateway.table.config, request.match_info["user_id"])
     directory = gateway.table.config.daemon.journal.dir
     records = await asyncio.to_thread(user_records, directory, user.id, skip, limit)
-    return respond([_usage_row(r) for r in records])
+    return json_reply([_usage_row(r) for r in records])
 
 
 def _duration(budget: BudgetConfig) -> int | None:
@@ -303,20 +301,20 @@ def _find_budget(config: LoadedConfig, budget_id: str) -> BudgetConfig:
     return budget
 
 
-async def list_budgets(request: web.Request) -> web.Response:
+async def list_budgets(request: Request) -> Reply:
     require_master_key(request)
     skip, limit = page(request)
     config = request.app[GATEWAY].table.config
-    return respond([budget_info(b, config) for b in config.budgets[skip : skip + limit]])
+    return json_reply([budget_info(b, config) for b in config.budgets[skip : skip + limit]])
 
 
-async def get_budget(request: web.Request) -> web.Response:
+async def get_budget(request: Request) -> Reply:
     require_master_key(request)
     config = request.app[GATEWAY].table.config
-    return respond(budget_info(_find_budget(config, request.match_info["budget_id"]), config))
+    return json_reply(budget_info(_find_budget(config, request.match_info["budget_id"]), config))
 
 
-async def create_budget(request: web.Request) -> web.Response:
+async def create_budget(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, CREATE_BUDGET)
     budget_id = body.get("budget_id") or str(uuid.uuid4())
@@ -327,10 +325,10 @@ async def create_budget(request: web.Request) -> web.Response:
 
     await commit(request, mutate)
     config = request.app[GATEWAY].table.config
-    return respond(budget_info(_find_budget(config, budget_id), config))
+    return json_reply(budget_info(_find_budget(config, budget_id), config))
 
 
-async def update_budget(request: web.Request) -> web.Response:
+async def update_budget(request: Request) -> Reply:
     require_master_key(request)
     body = await json_body(request, UPDATE_BUDGET)
     budget_id = request.match_info["budget_id"]
@@ -341,10 +339,10 @@ async def update_budget(request: web.Request) -> web.Response:
 
     await commit(request, mutate)
     config = request.app[GATEWAY].table.config
-    return respond(budget_info(_find_budget(config, budget_id), config))
+    return json_reply(budget_info(_find_budget(config, budget_id), config))
 
 
-async def delete_budget(request: web.Request) -> web.Response:
+async def delete_budget(request: Request) -> Reply:
     require_master_key(request)
     budget_id = request.match_info["budget_id"]
 
@@ -352,4 +350,4 @@ async def delete_budget(request: web.Request) -> web.Response:
         entries.remove(docs, current, "budgets", budget_id)
 
     await commit(request, mutate)
-    return web.Response(status=204)
+    return Reply(status=204)

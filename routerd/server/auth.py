@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from aiohttp import web
-
 from routerd.errors import ErrorCode, RouterdError
+from routerd.server.http import Request
 from routerd.table import KeyEntry, ModelRoute, RoutingTable
 
 
-def presented_token(request: web.Request) -> str | None:
+def presented_token(request: Request) -> str | None:
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -22,7 +21,7 @@ def presented_token(request: web.Request) -> str | None:
     return request.headers.get("x-api-key") or token.strip() or None
 
 
-def authenticate(request: web.Request, table: RoutingTable) -> KeyEntry:
+def authenticate(request: Request, table: RoutingTable) -> KeyEntry:
     token = presented_token(request)
     if not token:
         raise RouterdError(

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats import anthropic_messages
@@ -25,7 +24,7 @@ from routerd.routing.presets import expand_preset
 from routerd.routing.retry import is_retryable
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
-from routerd.server.middleware import REQUEST_ID
+from routerd.server.http import JSON_HEADERS, Answer, Reply, Request
 from routerd.server.pipeline import GATEWAY, plan_request, read_json_body, response_headers
 from routerd.table import DeploymentRoute
 
@@ -50,7 +49,7 @@ def _estimate(body: dict[str, Any]) -> int:
 
 
 async def _upstream_count(
-    request: web.Request, ctx: RequestContext, dep: DeploymentRoute, body: dict[str, Any]
+    request: Request, ctx: RequestContext, dep: DeploymentRoute, body: dict[str, Any]
 ) -> bytes | None:
     forwarded = {"anthropic-beta": v} if (v := request.headers.get("anthropic-beta")) else None
     built = dep.provider.adapter.build_count_tokens_request(
@@ -71,9 +70,9 @@ async def _upstream_count(
     return payload
 
 
-async def count_tokens(request: web.Request) -> web.StreamResponse:
+async def count_tokens(request: Request) -> Answer:
     gateway = request.app[GATEWAY]
-    ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
+    ctx = RequestContext(request.request_id, INGRESS, gateway.table)
     async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body = await read_json_body(request)
@@ -95,4 +94,4 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         if payload is None:
             payload = orjson.dumps({"input_tokens": _estimate(body)})
             headers["x-routerd-token-count"] = "estimate"
-        return web.Response(body=payload, content_type="application/json", headers=headers)
+        return Reply(payload, 200, {**JSON_HEADERS, **headers})

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.codecs import WIRE
@@ -17,7 +16,7 @@ from routerd.routing.presets import expand_preset
 from routerd.server.admission import admit, estimate
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
-from routerd.server.middleware import REQUEST_ID
+from routerd.server.http import Answer, Request
 from routerd.server.pipeline import GATEWAY, Prepared, first_answer, plan_request, read_json
 from routerd.server.translate import passthrough_json
 
@@ -46,9 +45,9 @@ def check_embeddings_body(body: dict[str, Any]) -> str:
     return model
 
 
-async def embeddings(request: web.Request) -> web.StreamResponse:
+async def embeddings(request: Request) -> Answer:
     gateway = request.app[GATEWAY]
-    ctx = RequestContext(request[REQUEST_ID], INGRESS, gateway.table)
+    ctx = RequestContext(request.request_id, INGRESS, gateway.table)
     async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body, raw = await read_json(request)

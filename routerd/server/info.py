@@ -5,20 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-import orjson
-from aiohttp import web
-
 from routerd.errors import ErrorCode, RouterdError
 from routerd.metering.generations import generation_body
 from routerd.server.auth import authenticate, presented_token
+from routerd.server.http import Reply, Request, json_reply
 from routerd.server.pipeline import GATEWAY
 
 
-def json_response(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-async def list_models(request: web.Request) -> web.Response:
+async def list_models(request: Request) -> Reply:
     table = request.app[GATEWAY].table
     key = authenticate(request, table)
     data = [
@@ -26,20 +20,20 @@ async def list_models(request: web.Request) -> web.Response:
         for route in table.models.values()
         if route.id in key.allowed_models and not route.unavailable_reason
     ]
-    return json_response({"object": "list", "data": data})
+    return json_reply({"object": "list", "data": data})
 
 
-async def get_model(request: web.Request) -> web.Response:
+async def get_model(request: Request) -> Reply:
     table = request.app[GATEWAY].table
     key = authenticate(request, table)
     name = request.match_info["model_id"]
     route = table.resolve(name)
     if route is None or route.id not in key.allowed_models:
         raise RouterdError(ErrorCode.model_not_found, f"model {name!r} does not exist")
-    return json_response(route.public)
+    return json_reply(route.public)
 
 
-async def generation(request: web.Request) -> web.Response:
+async def generation(request: Request) -> Reply:
     """OpenRouter-style metadata of a recent request made with the calling key."""
     gateway = request.app[GATEWAY]
     key = authenticate(request, gateway.table)
@@ -53,34 +47,32 @@ async def generation(request: web.Request) -> web.Response:
             f"no recent request {request_id!r} for this key (kept for an hour, newest 10,000)",
             param="id",
         )
-    return json_response({"data": generation_body(record)})
+    return json_reply({"data": generation_body(record)})
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+async def healthz(request: Request) -> Reply:
+    return json_reply({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readyz(request: Request) -> Reply:
     gateway = request.app[GATEWAY]
     if gateway.draining:
-        return json_response({"status": "draining"}, status=503)
+        return json_reply({"status": "draining"}, status=503)
     if not gateway.ready:
-        return json_response({"status": "starting"}, status=503)
-    return json_response({"status": "ready", "config_generation": gateway.table.generation})
+        return json_reply({"status": "starting"}, status=503)
+    return json_reply({"status": "ready", "config_generation": gateway.table.generation})
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: Request) -> Reply:
     gateway = request.app[GATEWAY]
     for rule in gateway.table.budgets.values():
         status = await gateway.ledger.status(rule)
         gateway.metrics.budget_spent(rule.id, status.spent)
     body, content_type = gateway.metrics.render()
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = content_type
-    return response
+    return Reply(body, 200, {"Content-Type": content_type})
 
 
-async def health_providers(request: web.Request) -> web.Response:
+async def health_providers(request: Request) -> Reply:
     """Per deployment of the current table: breaker state, latency, error rate, in-flight."""
     gateway = request.app[GATEWAY]
     deployments: dict[tuple[str, str, str], dict[str, object]] = {}
@@ -98,10 +90,10 @@ async def health_providers(request: web.Request) -> web.Response:
             models = entry["models"]
             assert isinstance(models, list)
             models.append(route.id)
-    return json_response({"deployments": list(deployments.values())})
+    return json_reply({"deployments": list(deployments.values())})
 
 
-def require_master_key(request: web.Request) -> None:
+def require_master_key(request: Request) -> None:
     expected = request.app[GATEWAY].table.config.daemon.master_key_sha256
     if expected is None:
         raise RouterdError(
@@ -113,11 +105,11 @@ def require_master_key(request: web.Request) -> None:
         raise RouterdError(ErrorCode.invalid_api_key, "invalid master key")
 
 
-async def admin_reload(request: web.Request) -> web.Response:
+async def admin_reload(request: Request) -> Reply:
     require_master_key(request)
     ok, message = await request.app[GATEWAY].reload()
     if not ok:
-        return json_response({"reloaded": False, "error": message}, status=422)
-    return json_response(
+        return json_reply({"reloaded": False, "error": message}, status=422)
+    return json_reply(
         {"reloaded": True, "config_generation": request.app[GATEWAY].table.generation}
     )

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from routerd.errors import ErrorCode, RouterdError
 from routerd.formats.canonical import CanonicalRequest, ToolNameMap, TranslationError
@@ -26,7 +25,7 @@ from routerd.server.admission import admit, estimate
 from routerd.server.auth import admit_model, authenticate
 from routerd.server.context import RequestContext, metered
 from routerd.server.gateway import Gateway
-from routerd.server.middleware import REQUEST_ID
+from routerd.server.http import Answer, Request
 from routerd.server.pipeline import (
     GATEWAY,
     Prepared,
@@ -134,7 +133,7 @@ class _Request:
         return Prepared(body, {})
 
 
-def _forwarded(request: web.Request, spec: IngressSpec) -> dict[str, str]:
+def _forwarded(request: Request, spec: IngressSpec) -> dict[str, str]:
     if not spec.forward_headers:
         return {}
     return {h: v for h in spec.forward_headers if (v := request.headers.get(h))}
@@ -146,11 +145,11 @@ def _wants_usage(body: dict[str, Any]) -> bool:
 
 
 async def _answer(
-    request: web.Request,
+    request: Request,
     ctx: RequestContext,
     call: _Request,
     candidates: tuple[Candidate, ...],
-) -> web.StreamResponse:
+) -> Answer:
     response = await first_answer(call.gateway, ctx, candidates, call.prepare)
     wire = WIRE[ctx.wire]
     codec = call.spec.codec
@@ -170,9 +169,9 @@ async def _answer(
     return await relay_stream(request, ctx, response, codec, translator)
 
 
-async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
+async def handle(request: Request, spec: IngressSpec) -> Answer:
     gateway = request.app[GATEWAY]
-    ctx = RequestContext(request[REQUEST_ID], spec.name, gateway.table)
+    ctx = RequestContext(request.request_id, spec.name, gateway.table)
     async with metered(gateway, ctx):
         ctx.key = authenticate(request, ctx.table)
         body, raw = await read_json(request)
@@ -187,8 +186,8 @@ async def handle(request: web.Request, spec: IngressSpec) -> web.StreamResponse:
         return await _answer(request, ctx, call, candidates)
 
 
-def handler(spec: IngressSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def serve(request: web.Request) -> web.StreamResponse:
+def handler(spec: IngressSpec) -> Callable[[Request], Awaitable[Answer]]:
+    async def serve(request: Request) -> Answer:
         return await handle(request, spec)
 
     serve.__name__ = spec.name

@@ -23,29 +23,22 @@ from routerd.routing.retry import SKIPS_PROVIDER, Backoff, is_retryable
 from routerd.server.attempts import Prepared, attempt
 from routerd.server.context import RequestContext
 from routerd.server.gateway import Gateway
+from routerd.server.http import Request
 
 GATEWAY = web.AppKey("gateway", Gateway)
 __all__ = ["GATEWAY", "Prepared", "first_answer", "plan_request", "read_json_body"]
 
 
-async def read_json_body(request: web.Request) -> dict[str, Any]:
+async def read_json_body(request: Request) -> dict[str, Any]:
     body, _ = await read_json(request)
     return body
 
 
-async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
+async def read_json(request: Request) -> tuple[dict[str, Any], bytes]:
     """The request's JSON object and its raw bytes (their length bounds the prompt tokens)."""
-    content = request.content
-    if content.is_eof() and content.exception() is None:  # all of it came with the head
-        raw = content.read_nowait()
-        limit = request.client_max_size
-        if limit and len(raw) > limit:
-            raise _too_large()
-    else:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise _too_large() from None
+    raw = request.body_if_read
+    if raw is None:
+        raw = await request.read()
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -57,14 +50,8 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     return body, raw
 
 
-def _too_large() -> RouterdError:
-    return RouterdError(
-        ErrorCode.payload_too_large, "request body is larger than the configured max_body_bytes"
-    )
-
-
 def plan_request(
-    gateway: Gateway, ctx: RequestContext, request: web.Request, body: dict[str, Any]
+    gateway: Gateway, ctx: RequestContext, request: Request, body: dict[str, Any]
 ) -> tuple[Candidate, ...]:
     """The admitted model's candidates, with the request's routing fields taken off `body`."""
     assert ctx.key is not None and ctx.route is not None

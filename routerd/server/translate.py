@@ -8,13 +8,10 @@ usage. Usage found on the way is recorded on the request context for metering.
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import aclosing, suppress
+from contextlib import aclosing
 from typing import Any
 
 import orjson
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 
 from routerd.errors import ErrorCode, RouterdError, anthropic_envelope, openai_envelope
 from routerd.formats.canonical import (
@@ -30,6 +27,7 @@ from routerd.formats.sse import encode_frame
 from routerd.metering.usage import Usage
 from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResponse
 from routerd.server.context import CLIENT_CLOSED, RequestContext
+from routerd.server.http import Reply, Request, StreamSink
 from routerd.server.pipeline import response_headers
 from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter, frame_json
 
@@ -64,15 +62,15 @@ async def _read_json(ctx: RequestContext, response: UpstreamResponse) -> tuple[b
         raise _malformed("JSON body") from None
 
 
-def _json_response(ctx: RequestContext, body: bytes) -> web.Response:
+def _json_response(ctx: RequestContext, body: bytes) -> Reply:
     headers = response_headers(ctx)
-    headers["Content-Type"] = "application/json"  # as content_type= would, without its checks
-    return web.Response(body=body, headers=headers)
+    headers["Content-Type"] = "application/json"
+    return Reply(body, 200, headers)
 
 
 async def passthrough_json(
     ctx: RequestContext, response: UpstreamResponse, wire: WireCodec
-) -> web.Response:
+) -> Reply:
     if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
         ctx.first_byte()
         payload, data = response.body, response.data
@@ -90,7 +88,7 @@ async def translated_json(
     wire: WireCodec,
     ingress: IngressCodec,
     names: ToolNameMap,
-) -> web.Response:
+) -> Reply:
     data: Any
     if isinstance(response, BufferedResponse):  # read and parsed inside the attempt
         ctx.first_byte()
@@ -103,19 +101,6 @@ async def translated_json(
         raise _malformed("JSON body") from None
     ctx.usage = metered(canonical.usage)
     return _json_response(ctx, orjson.dumps(ingress.encode_response(canonical, ctx.model)))
-
-
-class _SSEResponse(web.StreamResponse):
-    """The headers wait for the first frame, to leave in the same write (aiohttp buffers them
-    when this is False); the relay flushes them by themselves one loop turn after `prepare` if
-    no frame was ready by then, so a slow upstream's client still gets them at once."""
-
-    _send_headers_immediately = False
-
-
-def _send_headers(writer: AbstractStreamWriter) -> None:
-    with suppress(ConnectionError):  # the client is gone: the relay sees it on its next write
-        writer.send_headers()
 
 
 def error_frame(ingress: IngressCodec, err: RouterdError, request_id: str) -> bytes:
@@ -210,20 +195,16 @@ class UsageScanner:
 
 
 async def relay_stream(
-    request: web.Request,
+    request: Request,
     ctx: RequestContext,
     upstream: UpstreamResponse,
     ingress: IngressCodec,
     translator: StreamTranslator | UsageScanner | ChatUsageFilter,
-) -> web.StreamResponse:
-    response = _SSEResponse(headers={**_SSE_HEADERS, **response_headers(ctx)})
+) -> StreamSink:
+    sink = request.open_stream(200, {**_SSE_HEADERS, **response_headers(ctx)})
     delivered = False
-    flush: asyncio.Handle | None = None
     try:
-        writer = await response.prepare(request)
-        assert writer is not None  # None only for a response that already ended
-        flush = asyncio.get_running_loop().call_soon(_send_headers, writer)
-        feed, write = translator.feed, writer.write  # the writer itself: one layer less a frame
+        feed, write = translator.feed, sink.write
         try:
             async with aclosing(upstream.iter_chunks()) as chunks:
                 async for chunk in chunks:
@@ -240,13 +221,11 @@ async def relay_stream(
                 end = translator.fail(ingress, err, ctx.request_id)
             else:
                 end = error_frame(ingress, err, ctx.request_id)
-        await response.write_eof(end)
+        await sink.write_eof(end)
     except ConnectionError:
         # a client that hangs up right after the final event (Codex does) got a whole answer
         if not delivered:
             ctx.status = CLIENT_CLOSED
     finally:
-        if flush is not None:
-            flush.cancel()
         upstream.release()
-    return response
+    return sink
