@@ -18,7 +18,10 @@ Robustness choices:
   about once a second, reopening the file. Lines that reached the file are never written twice.
 - Before appending to a file whose last byte is not a newline (crash or failed write left a torn
   line) a newline is written first, so the torn fragment never swallows a good record.
-- If the current file disappears or is replaced (directory removed, file moved), it is reopened.
+- If the current file disappears or is replaced (directory removed, file moved by logrotate),
+  it is reopened: its path is checked (one `stat`) before a write at most once every
+  `link_check_seconds` (1 s by default; 0 checks before every write), so records written within
+  that time after a move still go to the moved file, never lost.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ FsyncPolicy = Literal["always", "interval", "never"]
 BATCH_MAX_RECORDS = 512
 LINGER_SECONDS = 0.002  # how long a batch waits for more records after its first
 RETRY_SECONDS = 1.0
+LINK_CHECK_SECONDS = 1.0  # how often the open file's path is checked (a rotated file is reopened)
 _READ_CHUNK_BYTES = 8 * 1024 * 1024
 _FILE_NAME = re.compile(r"^usage-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$")
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -143,6 +147,7 @@ class _DayFile:
     size: int
     needs_newline: bool
     dirty: bool = False
+    linked_until: float = 0.0  # loop time until which the path is not checked again
 
 
 def _open_day_file(directory: Path, day: date, index: int) -> _DayFile:
@@ -203,6 +208,7 @@ class JournalWriter:
         max_file_bytes: int | None = None,
         on_written: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        link_check_seconds: float = LINK_CHECK_SECONDS,
     ) -> None:
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"unknown fsync policy {fsync!r}")
@@ -215,6 +221,7 @@ class JournalWriter:
         self._max_file_bytes = max_file_bytes
         self._on_written = on_written
         self._on_error = on_error
+        self._link_check = link_check_seconds
         self._queue: asyncio.Queue[JournalRecord | None] = asyncio.Queue(queue_size)
         self._overflow: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -479,12 +486,17 @@ class JournalWriter:
 
     def _file_for(self, day: date) -> _DayFile:
         file = self._files.get(day)
+        now = self._last_attempt  # the loop time of this batch
         if file is not None:
+            if now < file.linked_until:
+                return file
             if _still_linked(file):
+                file.linked_until = now + self._link_check
                 return file
             self._retired.append(self._files.pop(day))
         indexes = [index for d, index, _ in _scan(self._directory) if d == day]
         file = _open_day_file(self._directory, day, max(indexes, default=0))
+        file.linked_until = now + self._link_check
         self._files[day] = file
         return file
 
@@ -504,7 +516,8 @@ class JournalWriter:
 
     def _roll_over(self, file: _DayFile) -> None:
         self._retired.append(self._files.pop(file.day))
-        self._files[file.day] = _open_day_file(self._directory, file.day, file.index + 1)
+        new = self._files[file.day] = _open_day_file(self._directory, file.day, file.index + 1)
+        new.linked_until = self._last_attempt + self._link_check
 
     def _append(self, file: _DayFile, lines: list[bytes]) -> tuple[int, OSError | None]:
         """One write of `lines`: how many lines reached the file whole, and the error if any."""
