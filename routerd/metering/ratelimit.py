@@ -124,8 +124,11 @@ def format_duration(seconds: float) -> str:
 
     `0s`, `250ms`, `1s`, `1.5s`, `6m0s`, `1h0m0s`. Rounded up so a client never retries early.
     """
-    ms = max(math.ceil(round(seconds * 1000, 6)), 0)
-    if ms == 0:
+    scaled = seconds * 1000
+    ms = round(scaled)
+    if not -1e-9 < scaled - ms < 1e-9:  # a whole number of ms (the usual case) is exact
+        ms = math.ceil(round(scaled, 6))
+    if ms <= 0:
         return "0s"
     if ms < 1000:
         return f"{ms}ms"
