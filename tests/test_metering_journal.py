@@ -152,6 +152,21 @@ async def test_full_queue_submit_falls_back_to_awaiting_put(tmp_path: Path) -> N
     assert journal.dropped_records == 0
 
 
+async def test_offer_refuses_when_full_and_put_waits_for_room_in_order(tmp_path: Path) -> None:
+    journal = writer(tmp_path, queue_size=2)
+    assert journal.offer(record(0)) and journal.offer(record(1))
+    assert not journal.offer(record(2))  # full: the request path then awaits `put`
+    waiting = [asyncio.create_task(journal.put(record(n))) for n in (2, 3, 4)]
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)  # no writer yet: no room
+    await journal.start()
+    await asyncio.gather(*waiting)
+    await journal.flush()
+    assert ids(tmp_path) == [f"req-{n}" for n in range(5)]
+    await journal.close()
+    assert journal.overflow_puts == 3
+
+
 @pytest.mark.parametrize(("policy", "expected"), [("always", 3), ("interval", 1), ("never", 0)])
 async def test_fsync_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, expected: int

@@ -7,6 +7,8 @@ batch, and applies the fsync policy (blocking fsync runs in a thread). `journal_
 `iter_journal` read the files back, skipping torn or invalid lines.
 
 Robustness choices:
+- The queue is a plain list the writer takes whole (one swap per batch, no per-record queue
+  operation) and one future that wakes the writer when the first record arrives.
 - `offer` then `put` is the request path: `offer` queues without a coroutine when there is
   room; `put` waits for room when the queue is full (back-pressure: a request finishes only
   once its line is queued, so memory stays bounded by `queue_size`). `submit`
@@ -182,6 +184,11 @@ def _complete_lines(lines: list[bytes], nbytes: int) -> int:
     return count
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _fsync_files(files: list[_DayFile]) -> None:
     for file in files:
         if file.dirty:
@@ -222,7 +229,10 @@ class JournalWriter:
         self._on_written = on_written
         self._on_error = on_error
         self._link_check = link_check_seconds
-        self._queue: asyncio.Queue[JournalRecord | None] = asyncio.Queue(queue_size)
+        self._pending: list[JournalRecord] = []  # accepted, not yet taken by the writer
+        self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
+        self._room: list[asyncio.Future[None]] = []  # `put`s waiting for room
+        self._stop = False  # set by close: the writer writes what is pending, then ends
         self._overflow: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -245,7 +255,7 @@ class JournalWriter:
     @property
     def queue_depth(self) -> int:
         """Records waiting for the writer (queued, overflowing, or kept for retry)."""
-        return self._queue.qsize() + len(self._overflow) + len(self._retry)
+        return len(self._pending) + len(self._overflow) + len(self._retry)
 
     async def start(self) -> None:
         """Create the directory and start the writer task (no-op when already started)."""
@@ -261,34 +271,52 @@ class JournalWriter:
         """Queue a record without blocking; a full queue falls back to a scheduled `put`."""
         self._check_open()
         self._accepted += 1
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self.overflow_puts += 1
-            task = asyncio.get_running_loop().create_task(self._queue.put(record))
-            self._overflow.add(task)
-            task.add_done_callback(self._overflow.discard)
+        if len(self._pending) < self._queue_size:
+            self._queue_record(record)
+            return
+        self.overflow_puts += 1
+        task = asyncio.get_running_loop().create_task(self._append_when_room(record))
+        self._overflow.add(task)
+        task.add_done_callback(self._overflow.discard)
 
     def offer(self, record: JournalRecord) -> bool:
         """Queue a record if there is room now (the request path's usual case, no coroutine);
         False when the queue is full: then `await put(record)`."""
         self._check_open()
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
+        pending = self._pending
+        if len(pending) >= self._queue_size:
             return False
+        pending.append(record)
         self._accepted += 1
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return True
 
     async def put(self, record: JournalRecord) -> None:
         """Queue a record, waiting for room (back-pressure)."""
         self._check_open()
         self._accepted += 1
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self.overflow_puts += 1
-            await self._queue.put(record)
+        if len(self._pending) < self._queue_size:
+            self._queue_record(record)
+            return
+        self.overflow_puts += 1
+        await self._append_when_room(record)
+
+    def _queue_record(self, record: JournalRecord) -> None:
+        self._pending.append(record)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _append_when_room(self, record: JournalRecord) -> None:
+        """Wait until the writer took records, then queue `record` (waiters resume in order)."""
+        loop = asyncio.get_running_loop()
+        while len(self._pending) >= self._queue_size:
+            waiter = loop.create_future()
+            self._room.append(waiter)
+            await waiter
+        self._queue_record(record)
 
     async def flush(self) -> None:
         """Wait until every record accepted so far went through a write attempt.
@@ -323,14 +351,15 @@ class JournalWriter:
 
     async def _close(self) -> None:
         if self._task is None:
-            if self._queue.empty() and not self._overflow:
+            if not self._pending and not self._overflow:
                 return
             await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
             self._task = asyncio.create_task(self._run(), name="routerd-journal-writer")
         if self._overflow and not self._task.done():
             await asyncio.gather(*self._overflow)
-        if not self._task.done():
-            await self._queue.put(None)
+        self._stop = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
         try:
             await self._task
         except Exception as exc:
@@ -354,42 +383,45 @@ class JournalWriter:
             self._retired.clear()
 
     async def _next_batch(self) -> tuple[list[JournalRecord], bool]:
-        try:
-            async with asyncio.timeout(self._wait_timeout()):
-                item = await self._queue.get()
-        except TimeoutError:
-            return [], False
-        batch: list[JournalRecord] = []
-        if self._drain(item, batch):
-            return batch, True
-        if len(batch) < BATCH_MAX_RECORDS and LINGER_SECONDS:
+        """The next batch (up to `BATCH_MAX_RECORDS`), and whether the writer should end after
+        it (closing, nothing left). Empty when a retry or fsync deadline came first."""
+        if not self._pending and not self._stop:
+            loop = asyncio.get_running_loop()
+            waiter = self._wakeup = loop.create_future()
+            timeout = self._wait_timeout()
+            timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._wakeup = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._pending and not self._stop:
+                return [], False
+        if len(self._pending) < BATCH_MAX_RECORDS and LINGER_SECONDS and not self._stop:
             # let the requests finishing meanwhile join this batch: one write (and one check of
             # the file) per few milliseconds instead of one per request
             await asyncio.sleep(LINGER_SECONDS)
-            if self._queue.qsize() and self._drain(self._queue.get_nowait(), batch):
-                return batch, True
-        return batch, False
+        batch = self._take()
+        return batch, self._stop and not self._pending
 
-    def _drain(self, item: JournalRecord | None, batch: list[JournalRecord]) -> bool:
-        """Add `item` and what is queued after it to `batch` (up to the batch limit); True when
-        the stop marker was reached."""
-        while item is not None:
-            batch.append(item)
-            if len(batch) >= BATCH_MAX_RECORDS:
-                return False
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return False
-        return True
+    def _take(self) -> list[JournalRecord]:
+        """Up to `BATCH_MAX_RECORDS` pending records, oldest first; wakes `put`s waiting."""
+        pending = self._pending
+        if len(pending) <= BATCH_MAX_RECORDS:
+            self._pending = []
+        else:
+            self._pending = pending[BATCH_MAX_RECORDS:]
+            pending = pending[:BATCH_MAX_RECORDS]
+        room, self._room = self._room, []
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
+        return pending
 
     async def _finish(self) -> None:
         """After the stop marker: write stragglers and retries once more, then make it durable."""
-        leftovers: list[JournalRecord] = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                leftovers.append(item)
+        leftovers, self._pending = self._pending, []
         if leftovers or self._retry:
             await self._process(leftovers)
         await self._sync(include_open=True)
