@@ -184,11 +184,6 @@ def _complete_lines(lines: list[bytes], nbytes: int) -> int:
     return count
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 def _fsync_files(files: list[_DayFile]) -> None:
     for file in files:
         if file.dirty:
@@ -233,6 +228,8 @@ class JournalWriter:
         self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
         self._room: list[asyncio.Future[None]] = []  # `put`s waiting for room
         self._stop = False  # set by close: the writer writes what is pending, then ends
+        self._timer: asyncio.TimerHandle | None = None  # wakes the idle writer at a deadline
+        self._timer_at: float | None = None
         self._overflow: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -377,6 +374,9 @@ class JournalWriter:
             await self._finish()
             self._processed_batch(self._accepted)
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_at = None
             for file in [*self._files.values(), *self._retired]:
                 _close_file(file)
             self._files.clear()
@@ -388,14 +388,11 @@ class JournalWriter:
         if not self._pending and not self._stop:
             loop = asyncio.get_running_loop()
             waiter = self._wakeup = loop.create_future()
-            timeout = self._wait_timeout()
-            timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+            self._arm_timer(loop)
             try:
                 await waiter
             finally:
                 self._wakeup = None
-                if timer is not None:
-                    timer.cancel()
             if not self._pending and not self._stop:
                 return [], False
         if len(self._pending) < BATCH_MAX_RECORDS and LINGER_SECONDS and not self._stop:
@@ -432,15 +429,30 @@ class JournalWriter:
         if self._retry:
             self._drop(len(self._retry))
 
-    def _wait_timeout(self) -> float | None:
+    def _wait_deadline(self) -> float | None:
+        """When an idle writer must wake up anyway (loop time): a retry or an interval fsync."""
         deadlines = []
         if self._retry:
             deadlines.append(self._last_attempt + RETRY_SECONDS)
         if self._fsync == "interval" and any(f.dirty for f in self._files.values()):
             deadlines.append(self._last_sync + self._fsync_interval)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - asyncio.get_running_loop().time())
+        return min(deadlines) if deadlines else None
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer for the wait deadline, re-armed only when the deadline moves (about once
+        per fsync interval, not once per batch)."""
+        deadline = self._wait_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def _fsync_due(self) -> bool:
         if self._fsync == "always":
@@ -585,6 +597,8 @@ class JournalWriter:
 
     async def _sync(self, include_open: bool) -> bool:
         """fsync retired (and, if asked, open) files per policy; close retired ones."""
+        if not include_open and not self._retired:  # the usual batch: nothing to do
+            return True
         retired, self._retired = self._retired, []
         targets = retired + (list(self._files.values()) if include_open else [])
         if include_open:

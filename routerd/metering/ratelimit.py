@@ -165,6 +165,8 @@ class RatePlan:
     buckets the headers and the token correction read. Immutable by convention."""
 
     __slots__ = (
+        "_hit_template",
+        "_token_hits",
         "empty",
         "limits",
         "requests",
@@ -193,15 +195,18 @@ class RatePlan:
         self.slots = tuple(slot for _, slot in self.scoped_slots)
         self.slot_names = tuple(slot.name for slot in self.slots)
         self.empty = not self.limits and not self.slots
+        # `hits`: the fixed hits in place, the per-request token hits filled in by index
+        self._hit_template = [lim.hit for lim in limits]
+        self._token_hits = tuple(
+            (i, lim.bucket, lim.limit) for i, lim in enumerate(limits) if lim.hit is None
+        )
 
     def hits(self, tokens: int) -> list[RateHit]:
         """The rate hits of one request admitted on an estimate of `tokens`."""
-        return [
-            lim.hit
-            if lim.hit is not None
-            else RateHit(lim.bucket, tokens, lim.limit, WINDOW_SECONDS)
-            for lim in self.limits
-        ]
+        hits: list[RateHit] = self._hit_template.copy()  # type: ignore[assignment]
+        for index, bucket, limit in self._token_hits:
+            hits[index] = RateHit(bucket, tokens, limit, WINDOW_SECONDS)
+        return hits
 
     def corrections(self, delta: int) -> tuple[RateHit, ...]:
         """The tpm corrections of a request that used `delta` tokens more than admitted."""
