@@ -1,10 +1,9 @@
-"""The usage journal on disk: its single batched writer, its file naming, and its replay.
+"""The usage journal's single batched writer (the files themselves: `journal_files.py`, whose
+readers are re-exported here).
 
-Owns `usage-YYYY-MM-DD.jsonl` (UTC day of each record's `ts`) and the rollover files
-`usage-YYYY-MM-DD.N.jsonl` under one directory. `JournalWriter` is the only writer: one asyncio
-task drains a bounded queue in batches, appends each day's lines with one `write` per file per
-batch, and applies the fsync policy (blocking fsync runs in a thread). `journal_files` and
-`iter_journal` read the files back, skipping torn or invalid lines.
+`JournalWriter` is the only writer of the `usage-YYYY-MM-DD[.N].jsonl` files: one asyncio task
+drains a bounded queue in batches, appends each day's lines with one `write` per file per batch,
+and applies the fsync policy (blocking fsync runs in a thread).
 
 Robustness choices:
 - The queue is a plain list the writer takes whole (one swap per batch, no per-record queue
@@ -30,17 +29,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
 import structlog
 
+from routerd.metering.journal_files import (
+    DayFile,
+    close_file,
+    complete_lines,
+    fsync_files,
+    iter_journal,
+    journal_days,
+    journal_file_name,
+    journal_files,
+    open_day_file,
+    scan_directory,
+    still_linked,
+)
 from routerd.metering.usage import JournalRecord, TsFormatter
+
+__all__ = ["JournalWriter", "iter_journal", "journal_days", "journal_file_name", "journal_files"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
@@ -48,154 +59,8 @@ BATCH_MAX_RECORDS = 512
 LINGER_SECONDS = 0.002  # how long a batch waits for more records after its first
 RETRY_SECONDS = 1.0
 LINK_CHECK_SECONDS = 1.0  # how often the open file's path is checked (a rotated file is reopened)
-_READ_CHUNK_BYTES = 8 * 1024 * 1024
-_FILE_NAME = re.compile(r"^usage-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$")
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 log = structlog.get_logger(__name__)
-
-
-def journal_file_name(day: date, index: int = 0) -> str:
-    """`usage-2026-11-24.jsonl` for index 0, `usage-2026-11-24.<index>.jsonl` after rollover."""
-    suffix = f".{index}" if index else ""
-    return f"usage-{day.isoformat()}{suffix}.jsonl"
-
-
-def _parse_file_name(name: str) -> tuple[date, int] | None:
-    match = _FILE_NAME.match(name)
-    if match is None:
-        return None
-    try:
-        day = date.fromisoformat(match.group(1))
-    except ValueError:
-        return None
-    return day, int(match.group(2) or 0)
-
-
-def _scan(directory: Path) -> list[tuple[date, int, Path]]:
-    try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    found = []
-    for name in names:
-        parsed = _parse_file_name(name)
-        if parsed is not None:
-            found.append((parsed[0], parsed[1], directory / name))
-    return sorted(found)
-
-
-def journal_files(
-    directory: Path, since: date | None = None, until: date | None = None
-) -> list[Path]:
-    """Journal files whose day is within [since, until] (inclusive), by day then rollover index."""
-    return [path for _day, path in journal_days(directory, since, until)]
-
-
-def journal_days(
-    directory: Path, since: date | None = None, until: date | None = None
-) -> list[tuple[date, Path]]:
-    """(UTC day, path) of the journal files within [since, until], by day then rollover index."""
-    return [
-        (day, path)
-        for day, _index, path in _scan(directory)
-        if (since is None or day >= since) and (until is None or day <= until)
-    ]
-
-
-def _iter_file(path: Path) -> Iterator[dict[str, Any]]:
-    loads, invalid = orjson.loads, orjson.JSONDecodeError
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        rest = b""
-        while True:
-            chunk = handle.read(_READ_CHUNK_BYTES)
-            lines = (rest + chunk).split(b"\n") if chunk else [rest]
-            rest = lines.pop() if chunk else b""
-            for line in lines:
-                if not line:
-                    continue
-                try:
-                    value = loads(line)
-                except invalid:
-                    continue
-                if isinstance(value, dict):
-                    yield value
-            if not chunk:
-                return
-
-
-def iter_journal(
-    directory: Path, since: date | None = None, until: date | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every parsable record of the journal files in [since, until]; torn lines are skipped."""
-    for path in journal_files(directory, since, until):
-        yield from _iter_file(path)
-
-
-@dataclass(slots=True)
-class _DayFile:
-    """One open journal file: its descriptor, identity and what the writer knows of its end."""
-
-    day: date
-    index: int
-    path: Path
-    fd: int
-    dev: int
-    ino: int
-    size: int
-    needs_newline: bool
-    dirty: bool = False
-    linked_until: float = 0.0  # loop time until which the path is not checked again
-
-
-def _open_day_file(directory: Path, day: date, index: int) -> _DayFile:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / journal_file_name(day, index)
-    fd = os.open(path, _OPEN_FLAGS, 0o644)
-    try:
-        stat = os.fstat(fd)
-        tail = os.pread(fd, 1, stat.st_size - 1) if stat.st_size else b"\n"
-    except OSError:
-        os.close(fd)
-        raise
-    return _DayFile(day, index, path, fd, stat.st_dev, stat.st_ino, stat.st_size, tail != b"\n")
-
-
-def _still_linked(file: _DayFile) -> bool:
-    try:
-        stat = os.stat(file.path)
-    except OSError:
-        return False
-    return (stat.st_dev, stat.st_ino) == (file.dev, file.ino)
-
-
-def _complete_lines(lines: list[bytes], nbytes: int) -> int:
-    """How many of `lines` lie entirely within the first `nbytes` bytes of their concatenation."""
-    count = 0
-    for line in lines:
-        nbytes -= len(line)
-        if nbytes < 0:
-            break
-        count += 1
-    return count
-
-
-def _fsync_files(files: list[_DayFile]) -> None:
-    for file in files:
-        if file.dirty:
-            os.fsync(file.fd)
-            file.dirty = False
-
-
-def _close_file(file: _DayFile) -> None:
-    try:
-        os.close(file.fd)
-    except OSError as exc:
-        log.warning("journal_close_failed", path=str(file.path), error=str(exc))
 
 
 class JournalWriter:
@@ -233,8 +98,8 @@ class JournalWriter:
         self._overflow: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._files: dict[date, _DayFile] = {}
-        self._retired: list[_DayFile] = []
+        self._files: dict[date, DayFile] = {}
+        self._retired: list[DayFile] = []
         self._retry: list[tuple[date, bytes]] = []
         self._last_sync = 0.0
         self._last_attempt = 0.0
@@ -378,7 +243,7 @@ class JournalWriter:
                 self._timer.cancel()
                 self._timer = self._timer_at = None
             for file in [*self._files.values(), *self._retired]:
-                _close_file(file)
+                close_file(file)
             self._files.clear()
             self._retired.clear()
 
@@ -528,23 +393,23 @@ class JournalWriter:
                 break
         return done
 
-    def _file_for(self, day: date) -> _DayFile:
+    def _file_for(self, day: date) -> DayFile:
         file = self._files.get(day)
         now = self._last_attempt  # the loop time of this batch
         if file is not None:
             if now < file.linked_until:
                 return file
-            if _still_linked(file):
+            if still_linked(file):
                 file.linked_until = now + self._link_check
                 return file
             self._retired.append(self._files.pop(day))
-        indexes = [index for d, index, _ in _scan(self._directory) if d == day]
-        file = _open_day_file(self._directory, day, max(indexes, default=0))
+        indexes = [index for d, index, _ in scan_directory(self._directory) if d == day]
+        file = open_day_file(self._directory, day, max(indexes, default=0))
         file.linked_until = now + self._link_check
         self._files[day] = file
         return file
 
-    def _lines_that_fit(self, file: _DayFile, lines: list[bytes], start: int) -> int:
+    def _lines_that_fit(self, file: DayFile, lines: list[bytes], start: int) -> int:
         if self._max_file_bytes is None:
             return len(lines) - start
         room = self._max_file_bytes - file.size - (1 if file.needs_newline else 0)
@@ -558,12 +423,12 @@ class JournalWriter:
             return 1  # a single line larger than the limit gets a file of its own
         return count
 
-    def _roll_over(self, file: _DayFile) -> None:
+    def _roll_over(self, file: DayFile) -> None:
         self._retired.append(self._files.pop(file.day))
-        new = self._files[file.day] = _open_day_file(self._directory, file.day, file.index + 1)
+        new = self._files[file.day] = open_day_file(self._directory, file.day, file.index + 1)
         new.linked_until = self._last_attempt + self._link_check
 
-    def _append(self, file: _DayFile, lines: list[bytes]) -> tuple[int, OSError | None]:
+    def _append(self, file: DayFile, lines: list[bytes]) -> tuple[int, OSError | None]:
         """One write of `lines`: how many lines reached the file whole, and the error if any."""
         prefix = b"\n" if file.needs_newline else b""
         data = memoryview(prefix + b"".join(lines))
@@ -579,7 +444,7 @@ class JournalWriter:
             file.dirty = True
             file.needs_newline = data[sent - 1] != ord("\n")
         if error is not None:
-            return _complete_lines(lines, sent - len(prefix)), error
+            return complete_lines(lines, sent - len(prefix)), error
         return len(lines), None
 
     def _write_failed(self, day: date, exc: OSError, complete: int) -> None:
@@ -606,7 +471,7 @@ class JournalWriter:
         ok = True
         try:
             if self._fsync != "never" and any(f.dirty for f in targets):
-                await asyncio.to_thread(_fsync_files, targets)
+                await asyncio.to_thread(fsync_files, targets)
         except OSError as exc:
             ok = False
             log.error("journal_fsync_failed", errno=exc.errno, error=exc.strerror)
@@ -615,7 +480,7 @@ class JournalWriter:
             self._files.clear()
         finally:
             for file in retired:
-                _close_file(file)
+                close_file(file)
         return ok
 
     def _drop(self, count: int) -> None:
