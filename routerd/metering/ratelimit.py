@@ -107,12 +107,16 @@ class RateDecision:
 
     def _make_headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for names, status in ((_REQUEST_HEADERS, self.requests), (_TOKEN_HEADERS, self.tokens)):
-            if status is not None:
-                limit, remaining, reset = names
-                out[limit] = str(status.limit)
-                out[remaining] = str(status.remaining)
-                out[reset] = format_duration(status.reset_seconds)
+        status = self.requests
+        if status is not None:
+            out[_REQUEST_HEADERS[0]] = str(status.limit)
+            out[_REQUEST_HEADERS[1]] = str(status.remaining)
+            out[_REQUEST_HEADERS[2]] = format_duration(status.reset_seconds)
+        status = self.tokens
+        if status is not None:
+            out[_TOKEN_HEADERS[0]] = str(status.limit)
+            out[_TOKEN_HEADERS[1]] = str(status.remaining)
+            out[_TOKEN_HEADERS[2]] = format_duration(status.reset_seconds)
         if not self.allowed and self.retry_after_seconds is not None:
             out["retry-after"] = str(max(math.ceil(self.retry_after_seconds), 1))
             out["retry-after-ms"] = str(max(math.ceil(self.retry_after_seconds * 1000), 1))
@@ -212,7 +216,10 @@ class RatePlan:
         """The tpm corrections of a request that used `delta` tokens more than admitted."""
         if not delta:
             return ()
-        return tuple([RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in self.tpm])
+        tpm = self.tpm
+        if len(tpm) == 1:  # one scope with a tpm limit: no comprehension frame
+            return (RateHit(tpm[0][0], delta, tpm[0][1], WINDOW_SECONDS),)
+        return tuple([RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in tpm])
 
     def decide(
         self,
