@@ -152,6 +152,21 @@ async def test_full_queue_submit_falls_back_to_awaiting_put(tmp_path: Path) -> N
     assert journal.dropped_records == 0
 
 
+async def test_offer_refuses_when_full_and_put_waits_for_room_in_order(tmp_path: Path) -> None:
+    journal = writer(tmp_path, queue_size=2)
+    assert journal.offer(record(0)) and journal.offer(record(1))
+    assert not journal.offer(record(2))  # full: the request path then awaits `put`
+    waiting = [asyncio.create_task(journal.put(record(n))) for n in (2, 3, 4)]
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)  # no writer yet: no room
+    await journal.start()
+    await asyncio.gather(*waiting)
+    await journal.flush()
+    assert ids(tmp_path) == [f"req-{n}" for n in range(5)]
+    await journal.close()
+    assert journal.overflow_puts == 3
+
+
 @pytest.mark.parametrize(("policy", "expected"), [("always", 3), ("interval", 1), ("never", 0)])
 async def test_fsync_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, expected: int
@@ -254,7 +269,7 @@ async def test_writer_never_glues_a_record_to_a_torn_line(tmp_path: Path) -> Non
 async def test_write_error_is_reported_and_the_writer_recovers(tmp_path: Path) -> None:
     directory = tmp_path / "usage"
     rec = Recorder()
-    journal = writer(directory, rec, fsync="never")
+    journal = writer(directory, rec, fsync="never", link_check_seconds=0.0)
     await journal.start()
     journal.submit(record(0))
     await rec.until(lambda: sum(rec.written) == 1)
@@ -273,6 +288,28 @@ async def test_write_error_is_reported_and_the_writer_recovers(tmp_path: Path) -
     assert ids(directory) == ["req-1", "req-2"]
     assert ids(tmp_path / "moved-away") == ["req-0"]
     assert journal.dropped_records == 0
+
+
+async def test_a_rotated_file_keeps_its_records_until_the_writer_reopens_the_path(
+    tmp_path: Path,
+) -> None:
+    """logrotate renames the file: records written before the writer next checks the path (at
+    most `link_check_seconds` later) go to the renamed file, the ones after to a new file."""
+    rec = Recorder()
+    journal = writer(tmp_path, rec, fsync="never", link_check_seconds=0.5)
+    await journal.start()
+    journal.submit(record(0))
+    await rec.until_written(1)
+    current = tmp_path / "usage-2026-11-24.jsonl"
+    rotated = tmp_path / "rotated-by-logrotate.log"
+    current.rename(rotated)
+    journal.submit(record(1))  # within the check interval: still the open (renamed) file
+    await rec.until_written(2)
+    await asyncio.sleep(0.6)  # past the check interval: the path is checked, a new file opened
+    journal.submit(record(2))
+    await journal.close()
+    assert [r["request_id"] for r in lines_of(rotated)] == ["req-0", "req-1"]
+    assert [r["request_id"] for r in lines_of(current)] == ["req-2"]
 
 
 async def test_unserializable_record_is_reported_not_fatal(tmp_path: Path) -> None:

@@ -29,9 +29,10 @@ class GenerationCache:
 
     def put(self, record: JournalRecord) -> None:
         items, request_id = self._items, record.request_id
-        if request_id in items:  # a client-chosen id seen again: the newest is the one kept
-            del items[request_id]
+        size = len(items)
         items[request_id] = (self._clock() + self._ttl, record)  # a new key goes last
+        if len(items) == size:  # a client-chosen id seen again: the newest is the one kept
+            items.move_to_end(request_id)
         while len(items) > self._max:
             items.popitem(last=False)
 

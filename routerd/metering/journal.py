@@ -1,12 +1,13 @@
-"""The usage journal on disk: its single batched writer, its file naming, and its replay.
+"""The usage journal's single batched writer (the files themselves: `journal_files.py`, whose
+readers are re-exported here).
 
-Owns `usage-YYYY-MM-DD.jsonl` (UTC day of each record's `ts`) and the rollover files
-`usage-YYYY-MM-DD.N.jsonl` under one directory. `JournalWriter` is the only writer: one asyncio
-task drains a bounded queue in batches, appends each day's lines with one `write` per file per
-batch, and applies the fsync policy (blocking fsync runs in a thread). `journal_files` and
-`iter_journal` read the files back, skipping torn or invalid lines.
+`JournalWriter` is the only writer of the `usage-YYYY-MM-DD[.N].jsonl` files: one asyncio task
+drains a bounded queue in batches, appends each day's lines with one `write` per file per batch,
+and applies the fsync policy (blocking fsync runs in a thread).
 
 Robustness choices:
+- The queue is a plain list the writer takes whole (one swap per batch, no per-record queue
+  operation) and one future that wakes the writer when the first record arrives.
 - `offer` then `put` is the request path: `offer` queues without a coroutine when there is
   room; `put` waits for room when the queue is full (back-pressure: a request finishes only
   once its line is queued, so memory stays bounded by `queue_size`). `submit`
@@ -18,177 +19,48 @@ Robustness choices:
   about once a second, reopening the file. Lines that reached the file are never written twice.
 - Before appending to a file whose last byte is not a newline (crash or failed write left a torn
   line) a newline is written first, so the torn fragment never swallows a good record.
-- If the current file disappears or is replaced (directory removed, file moved), it is reopened.
+- If the current file disappears or is replaced (directory removed, file moved by logrotate),
+  it is reopened: its path is checked (one `stat`) before a write at most once every
+  `link_check_seconds` (1 s by default; 0 checks before every write), so records written within
+  that time after a move still go to the moved file, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
 import structlog
 
+from routerd.metering.journal_files import (
+    DayFile,
+    close_file,
+    complete_lines,
+    fsync_files,
+    iter_journal,
+    journal_days,
+    journal_file_name,
+    journal_files,
+    open_day_file,
+    scan_directory,
+    still_linked,
+)
 from routerd.metering.usage import JournalRecord, TsFormatter
+
+__all__ = ["JournalWriter", "iter_journal", "journal_days", "journal_file_name", "journal_files"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 
 BATCH_MAX_RECORDS = 512
 LINGER_SECONDS = 0.002  # how long a batch waits for more records after its first
 RETRY_SECONDS = 1.0
-_READ_CHUNK_BYTES = 8 * 1024 * 1024
-_FILE_NAME = re.compile(r"^usage-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$")
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+LINK_CHECK_SECONDS = 1.0  # how often the open file's path is checked (a rotated file is reopened)
 
 log = structlog.get_logger(__name__)
-
-
-def journal_file_name(day: date, index: int = 0) -> str:
-    """`usage-2026-11-24.jsonl` for index 0, `usage-2026-11-24.<index>.jsonl` after rollover."""
-    suffix = f".{index}" if index else ""
-    return f"usage-{day.isoformat()}{suffix}.jsonl"
-
-
-def _parse_file_name(name: str) -> tuple[date, int] | None:
-    match = _FILE_NAME.match(name)
-    if match is None:
-        return None
-    try:
-        day = date.fromisoformat(match.group(1))
-    except ValueError:
-        return None
-    return day, int(match.group(2) or 0)
-
-
-def _scan(directory: Path) -> list[tuple[date, int, Path]]:
-    try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    found = []
-    for name in names:
-        parsed = _parse_file_name(name)
-        if parsed is not None:
-            found.append((parsed[0], parsed[1], directory / name))
-    return sorted(found)
-
-
-def journal_files(
-    directory: Path, since: date | None = None, until: date | None = None
-) -> list[Path]:
-    """Journal files whose day is within [since, until] (inclusive), by day then rollover index."""
-    return [path for _day, path in journal_days(directory, since, until)]
-
-
-def journal_days(
-    directory: Path, since: date | None = None, until: date | None = None
-) -> list[tuple[date, Path]]:
-    """(UTC day, path) of the journal files within [since, until], by day then rollover index."""
-    return [
-        (day, path)
-        for day, _index, path in _scan(directory)
-        if (since is None or day >= since) and (until is None or day <= until)
-    ]
-
-
-def _iter_file(path: Path) -> Iterator[dict[str, Any]]:
-    loads, invalid = orjson.loads, orjson.JSONDecodeError
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return
-    with handle:
-        rest = b""
-        while True:
-            chunk = handle.read(_READ_CHUNK_BYTES)
-            lines = (rest + chunk).split(b"\n") if chunk else [rest]
-            rest = lines.pop() if chunk else b""
-            for line in lines:
-                if not line:
-                    continue
-                try:
-                    value = loads(line)
-                except invalid:
-                    continue
-                if isinstance(value, dict):
-                    yield value
-            if not chunk:
-                return
-
-
-def iter_journal(
-    directory: Path, since: date | None = None, until: date | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every parsable record of the journal files in [since, until]; torn lines are skipped."""
-    for path in journal_files(directory, since, until):
-        yield from _iter_file(path)
-
-
-@dataclass(slots=True)
-class _DayFile:
-    """One open journal file: its descriptor, identity and what the writer knows of its end."""
-
-    day: date
-    index: int
-    path: Path
-    fd: int
-    dev: int
-    ino: int
-    size: int
-    needs_newline: bool
-    dirty: bool = False
-
-
-def _open_day_file(directory: Path, day: date, index: int) -> _DayFile:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / journal_file_name(day, index)
-    fd = os.open(path, _OPEN_FLAGS, 0o644)
-    try:
-        stat = os.fstat(fd)
-        tail = os.pread(fd, 1, stat.st_size - 1) if stat.st_size else b"\n"
-    except OSError:
-        os.close(fd)
-        raise
-    return _DayFile(day, index, path, fd, stat.st_dev, stat.st_ino, stat.st_size, tail != b"\n")
-
-
-def _still_linked(file: _DayFile) -> bool:
-    try:
-        stat = os.stat(file.path)
-    except OSError:
-        return False
-    return (stat.st_dev, stat.st_ino) == (file.dev, file.ino)
-
-
-def _complete_lines(lines: list[bytes], nbytes: int) -> int:
-    """How many of `lines` lie entirely within the first `nbytes` bytes of their concatenation."""
-    count = 0
-    for line in lines:
-        nbytes -= len(line)
-        if nbytes < 0:
-            break
-        count += 1
-    return count
-
-
-def _fsync_files(files: list[_DayFile]) -> None:
-    for file in files:
-        if file.dirty:
-            os.fsync(file.fd)
-            file.dirty = False
-
-
-def _close_file(file: _DayFile) -> None:
-    try:
-        os.close(file.fd)
-    except OSError as exc:
-        log.warning("journal_close_failed", path=str(file.path), error=str(exc))
 
 
 class JournalWriter:
@@ -203,6 +75,7 @@ class JournalWriter:
         max_file_bytes: int | None = None,
         on_written: Callable[[int], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        link_check_seconds: float = LINK_CHECK_SECONDS,
     ) -> None:
         if fsync not in ("always", "interval", "never"):
             raise ValueError(f"unknown fsync policy {fsync!r}")
@@ -215,12 +88,18 @@ class JournalWriter:
         self._max_file_bytes = max_file_bytes
         self._on_written = on_written
         self._on_error = on_error
-        self._queue: asyncio.Queue[JournalRecord | None] = asyncio.Queue(queue_size)
+        self._link_check = link_check_seconds
+        self._pending: list[JournalRecord] = []  # accepted, not yet taken by the writer
+        self._wakeup: asyncio.Future[None] | None = None  # the idle writer waits on it
+        self._room: list[asyncio.Future[None]] = []  # `put`s waiting for room
+        self._stop = False  # set by close: the writer writes what is pending, then ends
+        self._timer: asyncio.TimerHandle | None = None  # wakes the idle writer at a deadline
+        self._timer_at: float | None = None
         self._overflow: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._files: dict[date, _DayFile] = {}
-        self._retired: list[_DayFile] = []
+        self._files: dict[date, DayFile] = {}
+        self._retired: list[DayFile] = []
         self._retry: list[tuple[date, bytes]] = []
         self._last_sync = 0.0
         self._last_attempt = 0.0
@@ -238,7 +117,7 @@ class JournalWriter:
     @property
     def queue_depth(self) -> int:
         """Records waiting for the writer (queued, overflowing, or kept for retry)."""
-        return self._queue.qsize() + len(self._overflow) + len(self._retry)
+        return len(self._pending) + len(self._overflow) + len(self._retry)
 
     async def start(self) -> None:
         """Create the directory and start the writer task (no-op when already started)."""
@@ -254,34 +133,52 @@ class JournalWriter:
         """Queue a record without blocking; a full queue falls back to a scheduled `put`."""
         self._check_open()
         self._accepted += 1
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self.overflow_puts += 1
-            task = asyncio.get_running_loop().create_task(self._queue.put(record))
-            self._overflow.add(task)
-            task.add_done_callback(self._overflow.discard)
+        if len(self._pending) < self._queue_size:
+            self._queue_record(record)
+            return
+        self.overflow_puts += 1
+        task = asyncio.get_running_loop().create_task(self._append_when_room(record))
+        self._overflow.add(task)
+        task.add_done_callback(self._overflow.discard)
 
     def offer(self, record: JournalRecord) -> bool:
         """Queue a record if there is room now (the request path's usual case, no coroutine);
         False when the queue is full: then `await put(record)`."""
         self._check_open()
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
+        pending = self._pending
+        if len(pending) >= self._queue_size:
             return False
+        pending.append(record)
         self._accepted += 1
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
         return True
 
     async def put(self, record: JournalRecord) -> None:
         """Queue a record, waiting for room (back-pressure)."""
         self._check_open()
         self._accepted += 1
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self.overflow_puts += 1
-            await self._queue.put(record)
+        if len(self._pending) < self._queue_size:
+            self._queue_record(record)
+            return
+        self.overflow_puts += 1
+        await self._append_when_room(record)
+
+    def _queue_record(self, record: JournalRecord) -> None:
+        self._pending.append(record)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def _append_when_room(self, record: JournalRecord) -> None:
+        """Wait until the writer took records, then queue `record` (waiters resume in order)."""
+        loop = asyncio.get_running_loop()
+        while len(self._pending) >= self._queue_size:
+            waiter = loop.create_future()
+            self._room.append(waiter)
+            await waiter
+        self._queue_record(record)
 
     async def flush(self) -> None:
         """Wait until every record accepted so far went through a write attempt.
@@ -316,14 +213,15 @@ class JournalWriter:
 
     async def _close(self) -> None:
         if self._task is None:
-            if self._queue.empty() and not self._overflow:
+            if not self._pending and not self._overflow:
                 return
             await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
             self._task = asyncio.create_task(self._run(), name="routerd-journal-writer")
         if self._overflow and not self._task.done():
             await asyncio.gather(*self._overflow)
-        if not self._task.done():
-            await self._queue.put(None)
+        self._stop = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
         try:
             await self._task
         except Exception as exc:
@@ -341,48 +239,51 @@ class JournalWriter:
             await self._finish()
             self._processed_batch(self._accepted)
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_at = None
             for file in [*self._files.values(), *self._retired]:
-                _close_file(file)
+                close_file(file)
             self._files.clear()
             self._retired.clear()
 
     async def _next_batch(self) -> tuple[list[JournalRecord], bool]:
-        try:
-            async with asyncio.timeout(self._wait_timeout()):
-                item = await self._queue.get()
-        except TimeoutError:
-            return [], False
-        batch: list[JournalRecord] = []
-        if self._drain(item, batch):
-            return batch, True
-        if len(batch) < BATCH_MAX_RECORDS and LINGER_SECONDS:
+        """The next batch (up to `BATCH_MAX_RECORDS`), and whether the writer should end after
+        it (closing, nothing left). Empty when a retry or fsync deadline came first."""
+        if not self._pending and not self._stop:
+            loop = asyncio.get_running_loop()
+            waiter = self._wakeup = loop.create_future()
+            self._arm_timer(loop)
+            try:
+                await waiter
+            finally:
+                self._wakeup = None
+            if not self._pending and not self._stop:
+                return [], False
+        if len(self._pending) < BATCH_MAX_RECORDS and LINGER_SECONDS and not self._stop:
             # let the requests finishing meanwhile join this batch: one write (and one check of
             # the file) per few milliseconds instead of one per request
             await asyncio.sleep(LINGER_SECONDS)
-            if self._queue.qsize() and self._drain(self._queue.get_nowait(), batch):
-                return batch, True
-        return batch, False
+        batch = self._take()
+        return batch, self._stop and not self._pending
 
-    def _drain(self, item: JournalRecord | None, batch: list[JournalRecord]) -> bool:
-        """Add `item` and what is queued after it to `batch` (up to the batch limit); True when
-        the stop marker was reached."""
-        while item is not None:
-            batch.append(item)
-            if len(batch) >= BATCH_MAX_RECORDS:
-                return False
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return False
-        return True
+    def _take(self) -> list[JournalRecord]:
+        """Up to `BATCH_MAX_RECORDS` pending records, oldest first; wakes `put`s waiting."""
+        pending = self._pending
+        if len(pending) <= BATCH_MAX_RECORDS:
+            self._pending = []
+        else:
+            self._pending = pending[BATCH_MAX_RECORDS:]
+            pending = pending[:BATCH_MAX_RECORDS]
+        room, self._room = self._room, []
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
+        return pending
 
     async def _finish(self) -> None:
         """After the stop marker: write stragglers and retries once more, then make it durable."""
-        leftovers: list[JournalRecord] = []
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                leftovers.append(item)
+        leftovers, self._pending = self._pending, []
         if leftovers or self._retry:
             await self._process(leftovers)
         await self._sync(include_open=True)
@@ -393,15 +294,30 @@ class JournalWriter:
         if self._retry:
             self._drop(len(self._retry))
 
-    def _wait_timeout(self) -> float | None:
+    def _wait_deadline(self) -> float | None:
+        """When an idle writer must wake up anyway (loop time): a retry or an interval fsync."""
         deadlines = []
         if self._retry:
             deadlines.append(self._last_attempt + RETRY_SECONDS)
         if self._fsync == "interval" and any(f.dirty for f in self._files.values()):
             deadlines.append(self._last_sync + self._fsync_interval)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - asyncio.get_running_loop().time())
+        return min(deadlines) if deadlines else None
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One timer for the wait deadline, re-armed only when the deadline moves (about once
+        per fsync interval, not once per batch)."""
+        deadline = self._wait_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def _fsync_due(self) -> bool:
         if self._fsync == "always":
@@ -477,18 +393,23 @@ class JournalWriter:
                 break
         return done
 
-    def _file_for(self, day: date) -> _DayFile:
+    def _file_for(self, day: date) -> DayFile:
         file = self._files.get(day)
+        now = self._last_attempt  # the loop time of this batch
         if file is not None:
-            if _still_linked(file):
+            if now < file.linked_until:
+                return file
+            if still_linked(file):
+                file.linked_until = now + self._link_check
                 return file
             self._retired.append(self._files.pop(day))
-        indexes = [index for d, index, _ in _scan(self._directory) if d == day]
-        file = _open_day_file(self._directory, day, max(indexes, default=0))
+        indexes = [index for d, index, _ in scan_directory(self._directory) if d == day]
+        file = open_day_file(self._directory, day, max(indexes, default=0))
+        file.linked_until = now + self._link_check
         self._files[day] = file
         return file
 
-    def _lines_that_fit(self, file: _DayFile, lines: list[bytes], start: int) -> int:
+    def _lines_that_fit(self, file: DayFile, lines: list[bytes], start: int) -> int:
         if self._max_file_bytes is None:
             return len(lines) - start
         room = self._max_file_bytes - file.size - (1 if file.needs_newline else 0)
@@ -502,11 +423,12 @@ class JournalWriter:
             return 1  # a single line larger than the limit gets a file of its own
         return count
 
-    def _roll_over(self, file: _DayFile) -> None:
+    def _roll_over(self, file: DayFile) -> None:
         self._retired.append(self._files.pop(file.day))
-        self._files[file.day] = _open_day_file(self._directory, file.day, file.index + 1)
+        new = self._files[file.day] = open_day_file(self._directory, file.day, file.index + 1)
+        new.linked_until = self._last_attempt + self._link_check
 
-    def _append(self, file: _DayFile, lines: list[bytes]) -> tuple[int, OSError | None]:
+    def _append(self, file: DayFile, lines: list[bytes]) -> tuple[int, OSError | None]:
         """One write of `lines`: how many lines reached the file whole, and the error if any."""
         prefix = b"\n" if file.needs_newline else b""
         data = memoryview(prefix + b"".join(lines))
@@ -522,7 +444,7 @@ class JournalWriter:
             file.dirty = True
             file.needs_newline = data[sent - 1] != ord("\n")
         if error is not None:
-            return _complete_lines(lines, sent - len(prefix)), error
+            return complete_lines(lines, sent - len(prefix)), error
         return len(lines), None
 
     def _write_failed(self, day: date, exc: OSError, complete: int) -> None:
@@ -540,6 +462,8 @@ class JournalWriter:
 
     async def _sync(self, include_open: bool) -> bool:
         """fsync retired (and, if asked, open) files per policy; close retired ones."""
+        if not include_open and not self._retired:  # the usual batch: nothing to do
+            return True
         retired, self._retired = self._retired, []
         targets = retired + (list(self._files.values()) if include_open else [])
         if include_open:
@@ -547,7 +471,7 @@ class JournalWriter:
         ok = True
         try:
             if self._fsync != "never" and any(f.dirty for f in targets):
-                await asyncio.to_thread(_fsync_files, targets)
+                await asyncio.to_thread(fsync_files, targets)
         except OSError as exc:
             ok = False
             log.error("journal_fsync_failed", errno=exc.errno, error=exc.strerror)
@@ -556,7 +480,7 @@ class JournalWriter:
             self._files.clear()
         finally:
             for file in retired:
-                _close_file(file)
+                close_file(file)
         return ok
 
     def _drop(self, count: int) -> None:

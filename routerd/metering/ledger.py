@@ -13,7 +13,8 @@ Owns how budgets (and, with them, a key's rate limits) are enforced on top of a 
   under an older table whose budgets changed since is also added to the budgets of the current
   table that count it and were not held.
 - What the calls send is derived once, not per request: a rule set's holds and a key's usage
-  counters are cached for as long as `now` stays in all of their windows.
+  counters are cached for as long as `now` stays in all of their windows. The request path reads
+  the time as epoch seconds (one float) and builds a `datetime` only when a window rolls over.
 - `rebuild`: at startup, journal replay (in a thread) fills every live budget window, the key
   usage counters and the last minute of rate-limit buckets.
 - `prepare_reload` / reload: a budget whose period or scope changed has a new counter id; it is
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +60,14 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _clock_of(seconds: Callable[[], float]) -> Clock:
+    return lambda: _utc(seconds())
 
 
 class Reservation(NamedTuple):
@@ -146,27 +156,21 @@ class _Windows:
 
 
 class _Cached(NamedTuple):
-    """Store arguments derived from `source`, valid while `since <= now < until` (None: open)."""
+    """Store arguments derived from `source`, valid while `since <= now < until` (epoch
+    seconds; open bounds are infinite)."""
 
     source: object
-    since: datetime | None
-    until: datetime | None
+    since: float
+    until: float
     value: tuple[Hold, ...] | tuple[Target, ...]
 
 
 def _span(
     source: object, windows: Sequence[Window], value: tuple[Hold, ...] | tuple[Target, ...]
 ) -> _Cached:
-    starts = [w.start for w in windows if w.start is not None]
-    ends = [w.end for w in windows if w.end is not None]
-    return _Cached(source, max(starts) if starts else None, min(ends) if ends else None, value)
-
-
-def _fresh(cached: _Cached | None, source: object, now: datetime) -> bool:
-    if cached is None or cached.source is not source:
-        return False
-    since, until = cached.since, cached.until
-    return (since is None or since <= now) and (until is None or now < until)
+    starts = [w.start.timestamp() for w in windows if w.start is not None]
+    ends = [w.end.timestamp() for w in windows if w.end is not None]
+    return _Cached(source, max(starts, default=-math.inf), min(ends, default=math.inf), value)
 
 
 _CACHE_SIZE = 100_000
@@ -183,8 +187,21 @@ def unique_rules(*groups: Iterable[BudgetRule]) -> tuple[BudgetRule, ...]:
 class Ledger:
     """Budget enforcement and usage counters over one store (see the module docstring)."""
 
-    def __init__(self, store: LedgerStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        clock: Clock = utc_now,
+        seconds: Callable[[], float] | None = None,
+    ) -> None:
+        """`clock` is the time as a UTC datetime; `seconds`, when given, the same time as epoch
+        seconds (the request path's: no datetime per call), and then `clock` is derived from it.
+        """
         self.store = store
+        if seconds is None:
+            self._seconds: Callable[[], float] = lambda: clock().timestamp()
+        else:
+            self._seconds = seconds
+            clock = _clock_of(seconds)
         self.clock = clock
         self._ids = itertools.count(1)
         self._rules: dict[str, BudgetRule] = {}
@@ -223,13 +240,13 @@ class Ledger:
         self._merged[ids] = (groups, merged)
         return merged
 
-    def _holds_of(self, rules: Sequence[BudgetRule], now: datetime) -> tuple[Hold, ...]:
-        """The holds of `rules` in their windows at `now`; a table-owned tuple's are cached."""
+    def _holds_of(self, rules: Sequence[BudgetRule], at: float) -> tuple[Hold, ...]:
+        """The holds of `rules` in their windows at `at` (epoch seconds); a table-owned tuple's
+        are cached."""
         cached = self._holds.get(id(rules))
-        if _fresh(cached, rules, now):
-            assert cached is not None
+        if cached is not None and cached.source is rules and cached.since <= at < cached.until:
             return cached.value  # type: ignore[return-value]
-        of = self._windows.of
+        now, of = _utc(at), self._windows.of
         windows = [of(r.config.period, r.config.period_seconds, now) for r in rules]
         holds = tuple(
             Hold(rule.counter, window.start, rule.limit_pico)
@@ -241,11 +258,12 @@ class Ledger:
             self._holds[id(rules)] = _span(rules, windows, holds)
         return holds
 
-    def _usage_of(self, key_id: str, now: datetime) -> tuple[Target, ...]:
-        """The key's usage counters (daily, weekly, monthly, total) in their windows at `now`."""
+    def _usage_of(self, key_id: str, at: float) -> tuple[Target, ...]:
+        """The key's usage counters (daily, weekly, monthly, total) in their windows at `at`."""
         cached = self._usage.get(key_id)
-        if cached is not None and _fresh(cached, cached.source, now):
+        if cached is not None and cached.since <= at < cached.until:
             return cached.value  # type: ignore[return-value]
+        now = _utc(at)
         windows = [self._windows.of(period, None, now) for period in USAGE_PERIODS]
         targets = tuple(
             Target(usage_counter(key_id, period), window.start)
@@ -271,12 +289,12 @@ class Ledger:
             rate = None
         if not rules and rate is None:
             return Admitted(None, Reservation(None, (), amount, self._epoch))
-        now = self.clock()
-        holds = self._holds_of(rules, now) if rules else ()
+        at = self._seconds()
+        holds = self._holds_of(rules, at) if rules else ()
         reservation_id = f"r{next(self._ids)}" if rules else None
         hits, slots = (rate.hits(tokens), rate.slots) if rate is not None else ((), ())
         result = await self.store.admit(
-            reservation_id, amount, holds, hits, slots, now.timestamp() if rate else 0.0
+            reservation_id, amount, holds, hits, slots, at if rate else 0.0
         )
         decision = (
             rate.decide(result.buckets, result.concurrency_refused, admitted=result.allowed)
@@ -288,13 +306,13 @@ class Ledger:
             return Admitted(decision, held)
         if result.refusal is None:  # the rate limits refused
             return Admitted(decision, None)
-        return Admitted(decision, self._refused(rules, result.refusal, amount, now))
+        return Admitted(decision, self._refused(rules, result.refusal, amount, at))
 
     def _refused(
-        self, rules: Sequence[BudgetRule], refusal: Refusal, amount: int, now: datetime
+        self, rules: Sequence[BudgetRule], refusal: Refusal, amount: int, at: float
     ) -> BudgetRefusal:
         rule = next(r for r in rules if r.counter == refusal.counter)
-        window = self._windows.rule(rule, now)
+        window = self._windows.rule(rule, _utc(at))
         return BudgetRefusal(rule, refusal.spent, refusal.reserved, amount, window)
 
     async def settle(self, reservation: Reservation | None, done: Settled, tokens: int = 0) -> None:
@@ -305,26 +323,27 @@ class Ledger:
         rate = reservation.rate if reservation is not None else None
         spends: tuple[Target, ...] = ()
         corrections = rate.corrections(tokens - reservation.tokens) if rate and reservation else ()
-        now = self.clock() if done.cost or corrections else None
-        if done.cost and now is not None:
+        at = self._seconds() if done.cost or corrections else 0.0
+        if done.cost:
             if done.key_id is not None:
-                spends = self._usage_of(done.key_id, now)
+                spends = self._usage_of(done.key_id, at)
             if reservation is None or reservation.epoch != self._epoch:
                 held = frozenset(r.counter for r in reservation.rules) if reservation else None
-                spends = (*self._unheld(done, held or frozenset(), now), *spends)
+                spends = (*self._unheld(done, held or frozenset(), at), *spends)
         slots = rate.slot_names if rate is not None else ()
         if held_id is not None or spends or slots or corrections:
-            at = now.timestamp() if now is not None and corrections else 0.0
+            at = at if corrections else 0.0
             call = self.store.finish(held_id, done.cost, spends, slots, corrections, at)
             await (asyncio.shield(call) if self._shield else call)
         if self._capture is not None:
             self._capture.records.append(done)
 
-    def _unheld(self, done: Settled, held: frozenset[str], now: datetime) -> list[Target]:
+    def _unheld(self, done: Settled, held: frozenset[str], at: float) -> list[Target]:
         """Budgets of the current table that count `done` and were not held at its admission
         (it was admitted under an older rule set)."""
         if not (held - self._counters or self._counters - held):
             return []
+        now = _utc(at)
         return [
             Target(rule.counter, self._windows.rule(rule, now).start)
             for rule in self._rules.values()

@@ -78,6 +78,11 @@ def cost_pico(usage: Usage, prices: PicoPrices) -> int:
     `prompt_tokens` includes cached and cache-write tokens (OpenAI convention); reasoning tokens
     are already inside `completion_tokens`, so they are not charged again.
     """
+    if not (usage.cached_tokens or usage.cache_write_tokens):  # the usual request
+        prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        return (prompt if prompt > 0 else 0) * prices.prompt + (
+            completion if completion > 0 else 0
+        ) * prices.completion
     cached = max(usage.cached_tokens, 0)
     written = max(usage.cache_write_tokens, 0)
     uncached = max(usage.prompt_tokens - cached - written, 0)

@@ -107,12 +107,16 @@ class RateDecision:
 
     def _make_headers(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for names, status in ((_REQUEST_HEADERS, self.requests), (_TOKEN_HEADERS, self.tokens)):
-            if status is not None:
-                limit, remaining, reset = names
-                out[limit] = str(status.limit)
-                out[remaining] = str(status.remaining)
-                out[reset] = format_duration(status.reset_seconds)
+        status = self.requests
+        if status is not None:
+            out[_REQUEST_HEADERS[0]] = str(status.limit)
+            out[_REQUEST_HEADERS[1]] = str(status.remaining)
+            out[_REQUEST_HEADERS[2]] = format_duration(status.reset_seconds)
+        status = self.tokens
+        if status is not None:
+            out[_TOKEN_HEADERS[0]] = str(status.limit)
+            out[_TOKEN_HEADERS[1]] = str(status.remaining)
+            out[_TOKEN_HEADERS[2]] = format_duration(status.reset_seconds)
         if not self.allowed and self.retry_after_seconds is not None:
             out["retry-after"] = str(max(math.ceil(self.retry_after_seconds), 1))
             out["retry-after-ms"] = str(max(math.ceil(self.retry_after_seconds * 1000), 1))
@@ -124,8 +128,11 @@ def format_duration(seconds: float) -> str:
 
     `0s`, `250ms`, `1s`, `1.5s`, `6m0s`, `1h0m0s`. Rounded up so a client never retries early.
     """
-    ms = max(math.ceil(round(seconds * 1000, 6)), 0)
-    if ms == 0:
+    scaled = seconds * 1000
+    ms = round(scaled)
+    if not -1e-9 < scaled - ms < 1e-9:  # a whole number of ms (the usual case) is exact
+        ms = math.ceil(round(scaled, 6))
+    if ms <= 0:
         return "0s"
     if ms < 1000:
         return f"{ms}ms"
@@ -162,6 +169,8 @@ class RatePlan:
     buckets the headers and the token correction read. Immutable by convention."""
 
     __slots__ = (
+        "_hit_template",
+        "_token_hits",
         "empty",
         "limits",
         "requests",
@@ -190,21 +199,27 @@ class RatePlan:
         self.slots = tuple(slot for _, slot in self.scoped_slots)
         self.slot_names = tuple(slot.name for slot in self.slots)
         self.empty = not self.limits and not self.slots
+        # `hits`: the fixed hits in place, the per-request token hits filled in by index
+        self._hit_template = [lim.hit for lim in limits]
+        self._token_hits = tuple(
+            (i, lim.bucket, lim.limit) for i, lim in enumerate(limits) if lim.hit is None
+        )
 
     def hits(self, tokens: int) -> list[RateHit]:
         """The rate hits of one request admitted on an estimate of `tokens`."""
-        return [
-            lim.hit
-            if lim.hit is not None
-            else RateHit(lim.bucket, tokens, lim.limit, WINDOW_SECONDS)
-            for lim in self.limits
-        ]
+        hits: list[RateHit] = self._hit_template.copy()  # type: ignore[assignment]
+        for index, bucket, limit in self._token_hits:
+            hits[index] = RateHit(bucket, tokens, limit, WINDOW_SECONDS)
+        return hits
 
     def corrections(self, delta: int) -> tuple[RateHit, ...]:
         """The tpm corrections of a request that used `delta` tokens more than admitted."""
         if not delta:
             return ()
-        return tuple([RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in self.tpm])
+        tpm = self.tpm
+        if len(tpm) == 1:  # one scope with a tpm limit: no comprehension frame
+            return (RateHit(tpm[0][0], delta, tpm[0][1], WINDOW_SECONDS),)
+        return tuple([RateHit(name, delta, limit, WINDOW_SECONDS) for name, limit in tpm])
 
     def decide(
         self,

@@ -303,34 +303,50 @@ class InMemoryStore:
         if len(hits) > 1 or len(slots) > 1:
             _check_unique(hits, slots)
         now_ms = math.floor(now * 1000)
-        buckets = [self._bucket(hit, now_ms) for hit in hits]
-        fits = [
-            b.debt + hit.cost * b.window_ms <= b.limit * b.window_ms
-            for hit, b in zip(hits, buckets, strict=True)
-        ]
+        buckets: list[_Bucket] = []
+        allowed = True
+        for hit in hits:  # plain loops: one or two hits, no comprehension frames
+            bucket = self._bucket(hit, now_ms)
+            buckets.append(bucket)
+            if bucket.debt + hit.cost * bucket.window_ms > bucket.limit * bucket.window_ms:
+                allowed = False
         in_flight = self._in_flight
         full = None
         for slot in slots:
             if in_flight.get(slot.name, 0) >= slot.limit:
                 full = slot.name
+                allowed = False
                 break
-        allowed = full is None and all(fits)
         found = self._over(holds, amount) if allowed and holds else None
-        refusal = found if isinstance(found, Refusal) else None
-        if allowed and refusal is None:
-            for hit, bucket in zip(hits, buckets, strict=True):
-                bucket.debt += hit.cost * bucket.window_ms
-            for slot in slots:
-                in_flight[slot.name] = in_flight.get(slot.name, 0) + 1
-            if isinstance(found, list):
-                self._hold(reservation_id or "", amount, tuple(holds), found)
-        else:
-            allowed = False
-        states = [
-            _bucket_state(bucket, hit.bucket, hit.cost, fit)
-            for hit, bucket, fit in zip(hits, buckets, fits, strict=True)
-        ]
-        return Admission(allowed, tuple(states), full, refusal)
+        if isinstance(found, Refusal):
+            return self._refused(hits, buckets, full, found)
+        if not allowed:
+            return self._refused(hits, buckets, full, None)
+        states = []
+        for hit, bucket in zip(hits, buckets, strict=True):
+            bucket.debt += hit.cost * bucket.window_ms
+            states.append(_bucket_state(bucket, hit.bucket, hit.cost, True))
+        for slot in slots:
+            in_flight[slot.name] = in_flight.get(slot.name, 0) + 1
+        if found is not None:
+            self._hold(reservation_id or "", amount, tuple(holds), found)
+        return Admission(True, tuple(states), None, None)
+
+    @staticmethod
+    def _refused(
+        hits: Sequence[RateHit], buckets: list[_Bucket], full: str | None, refusal: Refusal | None
+    ) -> Admission:
+        """The refusal of an admission (nothing was taken): each bucket as it stands."""
+        states = tuple(
+            _bucket_state(
+                bucket,
+                hit.bucket,
+                hit.cost,
+                bucket.debt + hit.cost * bucket.window_ms <= bucket.limit * bucket.window_ms,
+            )
+            for hit, bucket in zip(hits, buckets, strict=True)
+        )
+        return Admission(False, states, full, refusal)
 
     async def finish(
         self,
@@ -341,7 +357,8 @@ class InMemoryStore:
         corrections: Sequence[RateHit],
         now: float,
     ) -> bool:
-        _check_amount(actual, "actual cost")
+        if type(actual) is not int or actual < 0:
+            _check_amount(actual, "actual cost")
         held = self._reservations.pop(reservation_id, None) if reservation_id else None
         counters, add = self._counters, self._add
         if held is not None:

@@ -81,20 +81,11 @@ def streamed_usage(usage: Usage, ctx: RequestContext) -> Usage:
     )
 
 
-async def _settle(gateway: Gateway, ctx: RequestContext, record: JournalRecord) -> None:
-    """Give back what admission took, in one store call: exact cost for the budget holds,
-    slots, token estimate."""
-    if ctx.reservation is not None or record.cost_pico_usd:
-        done = Settled(
-            ctx.request_id, record.key_id, record.user, tuple(record.tags),
-            record.resolved_model or "", record.cost_pico_usd,
-        )  # fmt: skip
-        tokens = record.prompt_tokens + record.completion_tokens
-        await gateway.ledger.settle(ctx.reservation, done, tokens)
-
-
 async def finish(gateway: Gateway, ctx: RequestContext) -> None:
-    """Meter one finished request: settle, cost, journal line, metrics, one log event."""
+    """Meter one finished request: settle, cost, journal line, metrics, one log event.
+
+    The settlement gives back what admission took in one store call: the exact cost for the
+    budget holds, the slots, the token estimate."""
     elapsed = time.perf_counter() - ctx.started
     usage = ctx.usage or Usage()
     status = ctx.status
@@ -104,19 +95,22 @@ async def finish(gateway: Gateway, ctx: RequestContext) -> None:
     route = ctx.route
     cost = cost_pico(usage, route.prices) if route and (ctx.usage or estimated) else 0
     key = ctx.key.config if ctx.key else None
-    key_id = key.id if key else None
+    key_id, user, tags = (key.id, key.user, key.tags) if key else (None, None, ())
     resolved = route.id if route else None
     ttft = ctx.ttft
     record = finished_record(
-        ctx.ts, ctx.request_id, key_id, key.user if key else None, key.tags if key else (),
-        ctx.ingress, ctx.model, resolved, ctx.provider, ctx.upstream_model, ctx.stream, status,
-        ctx.error_code, usage, cost, round(elapsed * 1000),
-        round(ttft * 1000) if ttft is not None else None, ctx.attempts, ctx.table.generation,
-        ctx.deployment, estimated,
+        ctx.ts, ctx.request_id, key_id, user, tags, ctx.ingress, ctx.model, resolved,
+        ctx.provider, ctx.upstream_model, ctx.stream, status, ctx.error_code, usage, cost,
+        round(elapsed * 1000), round(ttft * 1000) if ttft is not None else None, ctx.attempts,
+        ctx.table.generation, ctx.deployment, estimated,
     )  # fmt: skip
     gateway.generations.put(record)
     gateway.touch(key_id, ctx.ts)
-    await _settle(gateway, ctx, record)
+    reservation = ctx.reservation
+    if reservation is not None or cost:
+        done = Settled(ctx.request_id, key_id, user, tags, resolved or "", cost)
+        tokens = usage.prompt_tokens + usage.completion_tokens
+        await gateway.ledger.settle(reservation, done, tokens)
     journal = gateway.journal
     try:
         if not journal.offer(record):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -60,7 +60,7 @@ class Gateway:
             on_error=metrics.journal_error,
         )
         self.store: LedgerStore = store or InMemoryStore()
-        self.ledger = Ledger(self.store, lambda: datetime.fromtimestamp(clock(), UTC))
+        self.ledger = Ledger(self.store, seconds=clock)
         self.ledger.use_rules(table.budgets)
         metrics.budgets_configured(table.budgets.values())
         self._reload_lock = asyncio.Lock()
