@@ -5,9 +5,10 @@ close-delimited bodies).
 Routes (by path): `/stream` (a few SSE chunks), `/stream-open` (the head, then the chunks only
 once `release` is set), `/stream-no-eof` (returns the sink without ending it), `/stream-big`
 (many large chunks), `/stream-cut` (writes until the client is gone, then finishes),
-`/slow` (answers once `release` is set), `/raise` (the dispatch fails), `/bad-header` (a reply
-header with a line break), `/bad-stream-header`; anything else echoes method, path, query,
-headers and body as JSON (or the 413 error when the body is over the limit).
+`/big-reply` (32 MiB in one reply), `/slow` (answers once `release` is set), `/raise` (the
+dispatch fails), `/bad-header` (a reply header with a line break), `/bad-stream-header`;
+anything else echoes method, path, query, headers and body as JSON (or the 413 error when the
+body is over the limit).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Rig:
         self.finished = asyncio.Event()
         self.client_gone = asyncio.Event()
         self.seen: list[str] = []
+        self.second = asyncio.Event()  # a second request was dispatched
         self.in_flight = 0
         self.most_in_flight = 0
         self.errors: list[BaseException] = []
@@ -47,6 +49,7 @@ class Rig:
             "/stream-no-eof": self.stream_no_eof,
             "/stream-big": self.stream_big,
             "/stream-cut": self.stream_cut,
+            "/big-reply": self.big_reply,
             "/slow": self.slow,
             "/raise": self.fail,
             "/bad-header": self.bad_header,
@@ -55,6 +58,8 @@ class Rig:
 
     async def dispatch(self, req: Request) -> Answer:
         self.seen.append(req.path)
+        if len(self.seen) == 2:
+            self.second.set()
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -120,6 +125,9 @@ class Rig:
             self.errors.append(exc)
         self.finished.set()
         return sink
+
+    async def big_reply(self, req: Request) -> Answer:
+        return Reply(b"x" * (BIG_CHUNK * BIG_CHUNKS))
 
     async def slow(self, req: Request) -> Answer:
         self.started.set()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import socket
 
 import aiohttp
 import httpx2
 import pytest
 import structlog
+from aiohttp import web
 
+from routerd.server.http1_server import Http1Server
 from tests.http1_server_rig import (
     MAX_BODY,
     Rig,
@@ -265,3 +268,19 @@ async def test_idle_connection_closes_after_keepalive_timeout(rig: Rig) -> None:
         assert (await read_answer(reader)).status == 200
         assert await closed_by_server(reader)
         assert not server.conns
+
+
+async def test_listens_on_ipv6(rig: Rig) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    server = Http1Server(web.Application(), rig.dispatch, max_body_bytes=MAX_BODY)
+    await server.start("::1", 0)
+    try:
+        async with httpx2.AsyncClient() as client:
+            resp = await client.get(f"http://[::1]:{server.port}/six")
+        assert resp.json()["path"] == "/six"
+    finally:
+        await server.close(1.0)

@@ -157,3 +157,13 @@ async def test_close_after_grace_cancels_the_handler(rig: Rig) -> None:
         assert [e["event"] for e in events] == ["unhandled_error"]
         assert await closed_by_server(reader)
         assert not server.tasks
+
+
+async def test_client_that_does_not_read_gets_no_further_answers(rig: Rig) -> None:
+    async with serving(rig) as server, raw(server) as (reader, writer):
+        writer.write(b"GET /big-reply HTTP/1.1\r\n\r\n" * 2)
+        with pytest.raises(TimeoutError):  # the first answer is not read: the second waits
+            await asyncio.wait_for(rig.second.wait(), 0.5)
+        for _ in range(2):
+            assert len((await read_answer(reader)).body) == BIG_CHUNK * BIG_CHUNKS
+        assert rig.seen == ["/big-reply", "/big-reply"]

@@ -12,6 +12,7 @@ connection is dropped), what follows an answer (the next queued request, keep-al
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -118,6 +119,9 @@ class Answering(asyncio.Protocol):
         try:
             while req is not None:
                 await self._answer(req)
+                if self.write_paused and not self.lost:  # a client that does not read
+                    with contextlib.suppress(ConnectionResetError):  # gets no more answers
+                        await self.drain()  # until it does (its requests wait, unread)
                 req = self._after_answer(req)
         except Exception:  # a bug in writing the answer: never leave the task's error unread
             log.exception("unhandled_error")

@@ -25,6 +25,7 @@ from routerd.server.http1_server_answer import Answering, Incoming
 from routerd.server.http1_server_wire import (
     CONTINUE,
     HEAD_TOO_LARGE,
+    INTERNAL,
     MALFORMED,
     split_target,
     without_upgrade,
@@ -128,7 +129,7 @@ class Http1ServerConnection(Answering):
             self._refuse(400, MALFORMED)
         else:  # one of our callbacks failed: a bug, not the client's fault
             log.error("unhandled_error", error=repr(exc.__context__))
-            self._fail()
+            self._refuse(500, INTERNAL)
 
     def _upgraded(self, tail: bytes) -> None:
         """llhttp stopped at an `Upgrade` request (h2c, websocket): routerd serves it as
