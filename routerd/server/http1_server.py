@@ -34,19 +34,21 @@ class Http1Server:
         max_body_bytes: int,
         keepalive_timeout: float = 75.0,
         max_head_bytes: int = 65536,
+        grace: float = 10.0,
     ) -> None:
         self.app = app
         self.dispatch = dispatch
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout = keepalive_timeout
         self.max_head_bytes = max_head_bytes
+        self.grace = grace  # close()'s default
         self.date = DateCache()
         self.conns: set[Answering] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self.loop: asyncio.AbstractEventLoop
         self._server: asyncio.Server | None = None
-        self._port = 0
+        self.port = 0  # the bound port, once started (the first socket's, if the host has several)
         self._settled: asyncio.Future[None] | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -55,12 +57,7 @@ class Http1Server:
         self._server = await self.loop.create_server(
             self._connection, host, port, reuse_address=True
         )
-        self._port = int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def port(self) -> int:
-        """The bound port (of the first socket when the host has several addresses)."""
-        return self._port
+        self.port = int(self._server.sockets[0].getsockname()[1])
 
     def _connection(self) -> Http1ServerConnection:
         return Http1ServerConnection(self)
@@ -78,10 +75,11 @@ class Http1Server:
         if settled is not None and not settled.done() and not self.conns and not self.tasks:
             settled.set_result(None)
 
-    async def close(self, grace: float) -> None:
+    async def close(self, grace: float | None = None) -> None:
         """Stop accepting, close idle connections at once, let the answers in flight finish
-        (each with `Connection: close`) for up to `grace` seconds, then close what is left
-        and cancel (and await) the handler tasks still running."""
+        (each with `Connection: close`) for up to `grace` seconds (default: the constructor's),
+        then close what is left and cancel (and await) the handler tasks still running."""
+        grace = self.grace if grace is None else grace
         self.closing = True
         server = self._server
         if server is not None:
