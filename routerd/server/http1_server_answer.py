@@ -1,12 +1,14 @@
 """The answering half of a connection of routerd's HTTP/1.1 server (`Answering`, the base of
 `Http1ServerConnection`, which adds the parsing).
 
-It owns what happens once a request is complete: the task that calls the dispatcher for each
-queued request in turn, the reply (head and body in one write; HEAD gets the head; a header
-with a line break is refused with 500), the stream sink a handler opens, the dispatcher's own
-failures (logged as `unhandled_error`, answered 500 when nothing was sent yet, else the
-connection is dropped), what follows an answer (the next queued request, keep-alive, close,
-100 Continue for a request that waited), the idle timer and the connection's shutdown.
+It owns what happens once a request is complete: the queue of complete requests waiting for
+their turn (reading pauses when `PIPELINE_DEPTH` wait), the connection's one task (it waits on
+a future while idle, then calls the dispatcher for each request in turn: no task per request),
+the reply (head and body in one write; HEAD gets the head; a header with a line break is
+refused with 500), the stream sink a handler opens, the dispatcher's own failures (logged as
+`unhandled_error`, answered 500 when nothing was sent yet, else the connection is dropped),
+what follows an answer (keep-alive, close, 100 Continue for a request that waited), the idle
+timer and the connection's shutdown.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("routerd")
 
+PIPELINE_DEPTH = 4  # complete requests waiting for their turn before reading pauses
 LINGER = 10.0  # seconds an over-limit body is still read (and dropped) after its answer
 
 
@@ -60,6 +63,7 @@ class Answering(asyncio.Protocol):
 
     __slots__ = (
         "_app",
+        "_busy",
         "_closed",
         "_closing",
         "_continue_due",
@@ -82,6 +86,7 @@ class Answering(asyncio.Protocol):
         "_stream",
         "_task",
         "_transport",
+        "_waiter",
         "lost",
         "write_paused",
     )
@@ -97,7 +102,9 @@ class Answering(asyncio.Protocol):
         self._opener = self._open_stream
         self._transport: asyncio.Transport
         self._queue: deque[Incoming] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # the connection's answering task
+        self._waiter: asyncio.Future[Incoming | None] | None = None  # it waits (idle) on it
+        self._busy = False  # a request is queued or being answered
         self._current: Incoming | None = None
         self._stream: Http1Stream | None = None
         self._read_paused = False
@@ -115,14 +122,22 @@ class Answering(asyncio.Protocol):
 
     # --- the answering task -------------------------------------------------------------------
 
-    async def _serve(self, req: Incoming | None) -> None:
+    async def _serve(self) -> None:
+        """The connection's task: answers each request in turn, waits while it is idle."""
         try:
-            while req is not None:
+            while True:
+                req = self._queue.popleft() if self._queue else await self._idle()
+                if req is None:
+                    return  # the connection is closed
+                if self._read_paused and len(self._queue) <= 1:
+                    self._read_paused = False
+                    self._transport.resume_reading()
                 await self._answer(req)
                 if self.write_paused and not self.lost:  # a client that does not read
                     with contextlib.suppress(ConnectionResetError):  # gets no more answers
                         await self.drain()  # until it does (its requests wait, unread)
-                req = self._after_answer(req)
+                if not self._keep_going(req):
+                    return
         except Exception:  # a bug in writing the answer: never leave the task's error unread
             log.exception("unhandled_error")
             self.abort()
@@ -193,29 +208,33 @@ class Answering(asyncio.Protocol):
             return
         self._transport.write(head + body if body and not req.head_only else head)
 
-    def _after_answer(self, req: Incoming) -> Incoming | None:
-        """The next queued request to answer, or None (idle, or closed)."""
+    def _keep_going(self, req: Incoming) -> bool:
+        """After an answer: False when the connection is (being) closed."""
         self._current = None
         self._stream = None
         if self._closed:
-            return None
+            return False
         if not req.keep_alive or self._closing:
             if self._early:  # its body is still arriving: drop it a while
                 self._loop.call_later(LINGER, self._close)
             else:
                 self._close()
-            return None
-        queue = self._queue
-        if queue:
-            if self._read_paused and len(queue) <= 1:
-                self._read_paused = False
-                self._transport.resume_reading()
-            return queue.popleft()
-        if self._last_word is not None or self._no_more:
+            return False
+        if not self._queue and (self._last_word is not None or self._no_more):
             if self._last_word is not None:
                 self.send(self._last_word)
             self._close()
-            return None
+            return False
+        return True
+
+    def _idle(self) -> asyncio.Future[Incoming | None]:
+        """Nothing to answer: the future the next complete request (or None, closed) comes
+        in."""
+        self._busy = False
+        waiter = self._waiter = self._loop.create_future()
+        if self._closed:
+            waiter.set_result(None)
+            return waiter
         self._go_idle()
         if self._continue_due:
             self._continue_due = False
@@ -223,7 +242,27 @@ class Answering(asyncio.Protocol):
         if self._read_paused:
             self._read_paused = False
             self._transport.resume_reading()
-        return None
+        return waiter
+
+    def _enqueue(self, req: Incoming) -> None:
+        self._busy = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(req)
+                return
+        queue = self._queue
+        queue.append(req)
+        if len(queue) >= PIPELINE_DEPTH and not self._read_paused:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _wake_idle(self) -> None:
+        waiter = self._waiter
+        self._waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- streams ------------------------------------------------------------------------------
 
@@ -281,7 +320,7 @@ class Answering(asyncio.Protocol):
 
     def _idle_check(self) -> None:
         self._idle_timer = None
-        if self._closed or self._task is not None:
+        if self._closed or self._busy:
             return  # busy: armed again when it is idle
         due = self._idle_since + self._keepalive
         if self._loop.time() >= due:
@@ -296,7 +335,7 @@ class Answering(asyncio.Protocol):
             self._read_paused = True
             self._transport.pause_reading()
         word = canned(status, body, self._server.date.now())
-        if self._task is None:
+        if not self._busy:
             self.send(word)
             self._close()
         else:
@@ -311,18 +350,20 @@ class Answering(asyncio.Protocol):
         if not self._closed:
             self._closed = True
             self._transport.close()
+            self._wake_idle()
 
     def abort(self) -> None:
         self._closed = True
         self._queue.clear()
         self._transport.abort()
+        self._wake_idle()
 
     def shutdown(self) -> None:
         """The server is closing: an idle connection closes now, a busy one after its answer
         (which says `Connection: close`)."""
         self._closing = True
         self._no_more = True
-        if self._task is None:
+        if not self._busy:
             self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -333,4 +374,5 @@ class Answering(asyncio.Protocol):
             self._idle_timer.cancel()
             self._idle_timer = None
         self._wake_drain()
+        self._wake_idle()
         self._server.connection_done(self)

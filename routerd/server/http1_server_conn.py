@@ -2,12 +2,10 @@
 with httptools (llhttp) and answers them strictly in order, one at a time.
 
 It owns the message being received (target, raw headers, body parts, the body limit, the head
-limit, `Expect: 100-continue`), the queue of complete requests waiting for their turn (reading
-pauses when `PIPELINE_DEPTH` wait), the one task that answers them (started when a request
-arrives at an idle connection, it answers the queue, then ends), the keep-alive decision and
-the idle timer (one per connection, re-armed, never one per request), and write flow control
-for streams. A client that goes away never cancels the running handler (metering must run):
-its answer is dropped. Writing replies and streams lives in `http1_server_answer.py`.
+limit, `Expect: 100-continue`, `Upgrade`), the refusals (400, 431) and the start of the
+connection's answering task. A client that goes away never cancels the running handler
+(metering must run): its answer is dropped. Answering (the queue, replies, streams, the idle
+timer, closing) lives in `http1_server_answer.py`.
 """
 
 from __future__ import annotations
@@ -35,8 +33,6 @@ if TYPE_CHECKING:
     from routerd.server.http1_server import Http1Server
 
 log = structlog.get_logger("routerd")
-
-PIPELINE_DEPTH = 4  # complete requests waiting for their turn before reading pauses
 
 
 class _Refused(Exception):
@@ -93,12 +89,13 @@ class Http1ServerConnection(Answering):
             with contextlib.suppress(OSError):  # not TCP: nothing to tune
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server.conns.add(self)
-        self._go_idle()
+        task = self._task = self._loop.create_task(self._serve())
+        self._server.tasks.add(task)
 
     def data_received(self, data: bytes) -> None:
         if self._no_more and not self._early:
             return  # after a closing request, a refusal or at shutdown nothing more is read
-        if self._task is None:
+        if not self._busy:
             self._idle_since = self._loop.time()
         self._read_len = len(data)
         try:
@@ -191,7 +188,7 @@ class Http1ServerConnection(Answering):
         if length is not None and int(length) > self._max_body:
             self._dispatch_early(req)
         elif "Expect" in headers and headers["Expect"].lower() == "100-continue":
-            if self._task is None:
+            if not self._busy:
                 self.send(CONTINUE)
             else:
                 self._continue_due = True  # after the answers before it
@@ -216,7 +213,7 @@ class Http1ServerConnection(Answering):
         if self._early:
             self._early = False
             self._no_more = True
-            if self._task is None:
+            if not self._busy:
                 self._close()  # its answer went out while the body was being dropped
             return
         if req is None:
@@ -239,18 +236,6 @@ class Http1ServerConnection(Answering):
         self._early = True
         req.keep_alive = False
         self._enqueue(req)
-
-    def _enqueue(self, req: Incoming) -> None:
-        if self._task is None:
-            task = self._loop.create_task(self._serve(req))
-            self._task = task
-            self._server.tasks.add(task)
-            return
-        queue = self._queue
-        queue.append(req)
-        if len(queue) >= PIPELINE_DEPTH and not self._read_paused:
-            self._read_paused = True
-            self._transport.pause_reading()
 
     def _head_too_large(self) -> bool:
         size = len(self._target)
