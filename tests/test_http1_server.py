@@ -140,6 +140,20 @@ async def test_expect_100_continue_then_body(rig: Rig) -> None:
         assert (await read_answer(reader)).json()["body"] == "hello"
 
 
+async def test_expect_100_continue_behind_a_pending_answer_waits_for_it(rig: Rig) -> None:
+    async with serving(rig) as server, raw(server) as (reader, writer):
+        writer.write(
+            b"GET /slow HTTP/1.1\r\n\r\n"
+            b"POST /e HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await asyncio.wait_for(rig.started.wait(), 5)
+        rig.release.set()
+        assert (await read_answer(reader)).body == b'{"slow":true}'
+        assert await read_head(reader) == (100, {})
+        writer.write(b"ok")
+        assert (await read_answer(reader)).json()["body"] == "ok"
+
+
 async def test_expect_100_continue_over_limit_is_answered_without_reading(rig: Rig) -> None:
     async with serving(rig) as server, raw(server) as (reader, writer):
         head = b"POST /e HTTP/1.1\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
