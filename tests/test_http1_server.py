@@ -161,6 +161,9 @@ async def test_expect_100_continue_over_limit_is_answered_without_reading(rig: R
         answer = await read_answer(reader)
         assert answer.status == 413
         assert answer.headers["Connection"] == "close"
+        writer.write(b"a" * (MAX_BODY + 1))  # sent anyway (curl does after a second): dropped
+        assert await closed_by_server(reader)
+        assert rig.seen == ["/e"]
 
 
 async def test_head_over_the_limit_gets_431(rig: Rig) -> None:

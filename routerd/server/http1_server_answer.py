@@ -142,6 +142,7 @@ class Answering(asyncio.Protocol):
             log.exception("unhandled_error")
             self.abort()
         finally:
+            self._busy = False
             task = self._task
             self._task = None
             if task is not None:
