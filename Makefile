@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/routerd.yaml
+# the tests that start routerd's server: run a second time on the other engine (server: aiohttp)
+SERVER_TESTS := tests/test_server_*.py tests/test_admin_*.py tests/test_agent_clients.py \
+	tests/test_any_to_any*.py tests/test_matrix*.py tests/test_routing_faults.py \
+	tests/test_routing_server.py tests/test_routing_sse.py
 
 .PHONY: run test lint typecheck check bench clean
 
@@ -23,6 +27,7 @@ test: $(STAMP)
 	$(BIN)/ruff check routerd tests
 	$(BIN)/mypy
 	$(BIN)/pytest
+	ROUTERD_TEST_SERVER=aiohttp $(BIN)/pytest $(SERVER_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check routerd tests

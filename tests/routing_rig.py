@@ -139,7 +139,7 @@ def stray_tasks() -> list[str]:
             continue
         coro = task.get_coro()
         name = getattr(coro, "__qualname__", repr(coro))
-        if name.startswith(("RequestHandler.", "JournalWriter.", "Gateway.")):
+        if name.startswith(("RequestHandler.", "Answering.", "JournalWriter.", "Gateway.")):
             continue
         names.append(name)
     return names

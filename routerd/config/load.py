@@ -61,7 +61,7 @@ __all__ = [
     "with_managed",
 ]
 DEFAULT_LISTEN = "127.0.0.1:8080"
-DEFAULT_SERVER = "aiohttp"
+DEFAULT_SERVER = "http1"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 

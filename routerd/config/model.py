@@ -120,7 +120,7 @@ class DaemonConfig:
         return self.state_dir / f"{kind}.yaml" if self.state_dir is not None else None
 
     retries: RetryConfig = RetryConfig()
-    server: ServerKind = "aiohttp"  # the HTTP server engine: routerd's own (http1), or aiohttp's
+    server: ServerKind = "http1"  # the HTTP server engine: routerd's own (http1), or aiohttp's
 
 
 @dataclass(frozen=True, slots=True)

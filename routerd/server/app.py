@@ -32,13 +32,17 @@ from routerd.server.count_tokens import count_tokens
 from routerd.server.dispatch import Dispatcher
 from routerd.server.embeddings import embeddings
 from routerd.server.gateway import Gateway
+from routerd.server.http1_server import Http1Server
 from routerd.server.messages import messages
 from routerd.server.pipeline import GATEWAY
 from routerd.server.responses import responses
 from routerd.server.routes import Routes
 
 log = structlog.get_logger("routerd")
-ENGINES = {"aiohttp": AiohttpServer}
+ENGINES: dict[str, type[Http1Server] | type[AiohttpServer]] = {
+    "http1": Http1Server,
+    "aiohttp": AiohttpServer,
+}
 
 
 def build_app(gateway: Gateway) -> web.Application:
