@@ -133,7 +133,7 @@ def _check(config: Path) -> int:
     catalog = loaded.catalog
     daemon = loaded.daemon
     out: list[str] = [f"config {daemon.path}"]
-    out.append(f"listen {daemon.listen_host}:{daemon.listen_port}")
+    out.append(f"listen {daemon.listen_host}:{daemon.listen_port} (server: {daemon.server})")
     out.append("admin API " + ("on" if daemon.master_key_sha256 else "off (no master_key)"))
     enabled = {name for name, p in catalog.providers.items() if p.enabled}
     out.append(f"providers: {len(catalog.providers)} ({len(enabled)} enabled)")

@@ -87,6 +87,15 @@ def test_check_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^  echo/echo-1$", out, re.M)  # servable
     assert re.search(r"^keys: 1 \(demo\)$", out, re.M)
     assert re.search(r"^budgets: \d+ \(.*demo-daily.*\)$", out, re.M)
+    assert re.search(r"^listen 127\.0\.0\.1:8080 \(server: http1\)$", out, re.M)
+
+
+def test_check_names_the_chosen_server_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, routerd_yaml=DAEMON + "server: aiohttp\n")
+    assert main(["check", "-c", str(config)]) == 0
+    assert "listen 127.0.0.1:8080 (server: aiohttp)" in capsys.readouterr().out
 
 
 def test_shipped_demo_key_hash() -> None:
@@ -150,6 +159,12 @@ def test_check_minimal_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str
             "keys.yaml",
             "keys.0.budgets",
             "unknown budget 'nope'",
+        ),
+        (
+            {"routerd_yaml": DAEMON + "server: h2\n"},
+            "routerd.yaml",
+            "server",
+            "",
         ),
         (
             {"budgets_yaml": BUDGETS.replace("period: daily", "period: fortnightly")},

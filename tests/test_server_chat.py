@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import aiohttp
 import openai
 import pytest
 
-from tests.conftest import FULL_KEY, UPSTREAM_SECRET, Routerd
-from tests.fakes import REPLY_TEXT, STREAM_PIECES, USAGE
+from routerd.metrics import Metrics
+from routerd.server.gateway import Gateway
+from tests.conftest import FULL_KEY, UPSTREAM_SECRET, Routerd, read_journal, write_config
+from tests.fakes import REPLY_TEXT, STREAM_PIECES, USAGE, FakeOpenAI
+from tests.serving import RouterdServer
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 # fake/gpt-test prices in pico-USD per token: prompt 0.40, cached 0.10, completion 1.60 USD / 1M
@@ -176,3 +182,35 @@ async def test_client_disconnect_mid_stream(routerd: Routerd) -> None:
     (line,) = await routerd.wait_journal(1)
     assert line["status"] == 499
     assert line["stream"] is True
+
+
+async def test_shutdown_lets_a_stream_in_flight_finish_and_meters_it(
+    tmp_path: Path, fake_upstream: FakeOpenAI
+) -> None:
+    """SIGTERM's path (`RunningGateway.close`): new connections are refused at once, the stream
+    already answering finishes whole within the grace, and its journal line is flushed."""
+    config_path = write_config(tmp_path / "cfg", fake_upstream.base_url)
+    server = RouterdServer(Gateway.load(config_path, Metrics()))
+    await server.start_server()
+    fake_upstream.mode = "slow_first_frame"
+    body = {"model": "fake/gpt-test", "messages": MESSAGES, "stream": True}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            str(server.make_url("/v1/chat/completions")),
+            json=body,
+            headers={"Authorization": f"Bearer {FULL_KEY}"},
+        ) as resp:
+            assert resp.status == 200
+            closing = asyncio.create_task(server.close())
+            await asyncio.sleep(0.05)  # let close() stop the listener first
+            assert not closing.done()  # it waits for the stream in flight
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with aiohttp.ClientSession() as other:
+                    await other.get(str(server.make_url("/healthz")))
+            fake_upstream.release.set()
+            text = (await resp.read()).decode()
+        await closing
+    assert text.endswith("data: [DONE]\n\n")
+    lines = read_journal(tmp_path / "cfg" / "usage")
+    assert [(line["status"], line["stream"]) for line in lines] == [(200, True)]
+    assert lines[0]["completion_tokens"] > 0

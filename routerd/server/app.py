@@ -149,8 +149,11 @@ def _event_loop_run(main: Coroutine[Any, Any, int]) -> int:
 async def _run(gateway: Gateway, host: str, port: int) -> int:
     server = RunningGateway(gateway)
     await server.start(host, port)
-    grace = gateway.table.config.daemon.shutdown_grace_seconds
-    log.info("listening", host=host, port=port, generation=gateway.table.generation)
+    daemon = gateway.table.config.daemon
+    grace = daemon.shutdown_grace_seconds
+    log.info(
+        "listening", host=host, port=port, server=daemon.server, generation=gateway.table.generation
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[tuple[bool, str]]] = set()
