@@ -7,8 +7,8 @@ imports little (orjson) so a `spawn` worker starts fast; `replay.py` does the re
 Speed (a cold replay on one core is ~all this loop): the file's lines come from one `BytesIO`
 (a `memchr` per line, no `split` of the file into a list), and per line the loop does only what a
 record needs: one `orjson.loads`, the group key and the sums; it also keeps each group's newest
-`ts`, from which each key's `last_seen` is set once at the end of the file. Blank and skipped lines
-are counted on the rare failure path; the lines count is the file's newlines less those. Records
+`ts`, from which each key's `last_seen` is set once at the end of the file. Skipped lines are
+counted on the rare failure path, the records read from the groups' request counts. Records
 new enough for `recent` or `request_ids` (the last minute, the last hour) take a second path.
 """
 
@@ -52,14 +52,14 @@ class _Since:
 
 def _sum_lines(
     data: bytes, groups: dict[Any, list[Any]], bucket_len: int, since: _Since, result: ReplayResult
-) -> tuple[int, int]:
+) -> int:
     """Sum each line of `data` into `groups` ([cost, requests, tokens, newest ts]).
 
-    Returns (blank lines, skipped lines). Everything that can fail for a bad record (not JSON,
-    not an object, no string `ts`, a count that is no number, an unhashable group) happens
-    before anything is changed, so a bad record is only counted as skipped.
+    Returns how many lines were skipped (blank lines are not counted). Everything that can fail
+    for a bad record (not JSON, not an object, no string `ts`, a count that is no number, an
+    unhashable group) happens before anything is changed, so it is only counted as skipped.
     """
-    blank = skipped = 0
+    skipped = 0
     loads, groups_get, cut, pad, either = (
         orjson.loads,
         groups.get,
@@ -91,9 +91,7 @@ def _sum_lines(
             tokens = prompt + completion
             acc = groups_get(key)
         except _SKIPPED:
-            if line == b"\n":
-                blank += 1
-            else:
+            if line != b"\n":  # a blank line is not counted
                 skipped += 1
             continue
         if acc is None:
@@ -106,7 +104,7 @@ def _sum_lines(
                 acc[3] = ts
         if ts >= either:
             _newer(key_id, ts, tokens, rec, since, result)
-    return blank, skipped
+    return skipped
 
 
 def _newer(
@@ -134,11 +132,8 @@ def parse_file(
         return None
     groups: dict[Any, list[Any]] = {}
     either = rate_since if ids_since is None else min(rate_since, ids_since)
-    blank, skipped = _sum_lines(
-        data, groups, bucket_len, _Since(rate_since, ids_since, either), result
-    )
-    lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))  # last one: no `\n`?
-    result.lines += lines - blank - skipped
+    skipped = _sum_lines(data, groups, bucket_len, _Since(rate_since, ids_since, either), result)
+    result.lines += sum(acc[1] for acc in groups.values())  # every record counted is in a group
     result.skipped += skipped
     last_seen = result.last_seen  # each key's newest `ts`: the newest of its groups'
     for key, acc in groups.items():
