@@ -11,6 +11,8 @@ are evaluated once per group, not once per line. The bucket is the UTC day (`ts[
 window boundary falls on midnight (daily, weekly, monthly, total and whole-day `<N>s` periods),
 the minute when they fall on a minute, else the whole timestamp. Timestamps are compared as strings:
 `format_ts` writes fixed-width UTC (`2026-11-24T10:00:00.123Z`), so string order is time order.
+Applying the groups tries, per key/user/tags/model, only its key's own targets (usage counters,
+key-scoped budgets no key lists) and the targets that are not per key, in `targets` order.
 
 Cold start: closed days without a valid summary are parsed in worker processes (`replay_pool.py`,
 `spawn` start method) when there are at least two of them and enough bytes to pay for starting

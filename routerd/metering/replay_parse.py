@@ -60,13 +60,7 @@ def _sum_lines(
     unhashable group) happens before anything is changed, so it is only counted as skipped.
     """
     skipped = 0
-    loads, groups_get, cut, pad, either = (
-        orjson.loads,
-        groups.get,
-        bucket_len,
-        _PAD[bucket_len],
-        since.either,
-    )
+    loads, groups_get, pad, either = orjson.loads, groups.get, _PAD[bucket_len], since.either
     for line in BytesIO(data):  # its `\n`-split lines, each with its `\n` (a JSON whitespace)
         try:
             rec = loads(line)
@@ -75,13 +69,11 @@ def _sum_lines(
             key_id, tags = get("key_id"), get("tags")
             key = (
                 key_id, get("user"), tuple(tags) if tags else (),
-                get("resolved_model") or "", ts[:cut] + pad,
+                get("resolved_model") or "", ts[:bucket_len] + pad,
             )  # fmt: skip
             cost, prompt, completion = (
-                get("cost_pico_usd"),
-                get("prompt_tokens"),
-                get("completion_tokens"),
-            )
+                get("cost_pico_usd"), get("prompt_tokens"), get("completion_tokens")
+            )  # fmt: skip
             if cost.__class__ is not int:  # int() of an int is a no-op: skip the call
                 cost = int(cost or 0)
             if prompt.__class__ is not int:
