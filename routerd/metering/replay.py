@@ -11,6 +11,8 @@ are evaluated once per group, not once per line. The bucket is the UTC day (`ts[
 window boundary falls on midnight (daily, weekly, monthly, total and whole-day `<N>s` periods),
 the minute when they fall on a minute, else the whole timestamp. Timestamps are compared as strings:
 `format_ts` writes fixed-width UTC (`2026-11-24T10:00:00.123Z`), so string order is time order.
+Applying the groups tries, per key/user/tags/model, only its key's own targets (usage counters,
+key-scoped budgets no key lists) and the targets that are not per key, in `targets` order.
 
 Cold start: closed days without a valid summary are parsed in worker processes (`replay_pool.py`,
 `spawn` start method) when there are at least two of them and enough bytes to pay for starting
@@ -235,8 +237,32 @@ def _day_groups(
     return _summed(found, result)
 
 
+def _only_key(target: Target) -> tuple[bool, str | None]:
+    """(True, K) when the target can only count records of key id K (usage, unlisted key scope)."""
+    if target.rule is None:
+        return True, target.key_id
+    scope = target.rule.config.scope
+    if scope.kind == "key" and not target.rule.listed_by:
+        return True, scope.value
+    return False, None
+
+
+def _by_key(targets: list[Target]) -> tuple[dict[str | None, list[int]], list[int]]:
+    """Target positions by the one key id each can count, and the positions of the others."""
+    by_key: dict[str | None, list[int]] = {}
+    others: list[int] = []
+    for i, target in enumerate(targets):
+        only, key_id = _only_key(target)
+        if only:
+            by_key.setdefault(key_id, []).append(i)
+        else:
+            others.append(i)
+    return by_key, others
+
+
 def _apply(groups: dict[_Group, list[int]], targets: list[Target], result: ReplayResult) -> None:
     bounds = {id(t): t.bounds for t in targets}
+    by_key, others = _by_key(targets)  # only a key's own targets and the others can match
     by_who: dict[tuple[str | None, str | None, tuple[str, ...], str], list[Target]] = {}
     for group, (cost, _requests, _tokens) in groups.items():
         if not cost:
@@ -244,7 +270,8 @@ def _apply(groups: dict[_Group, list[int]], targets: list[Target], result: Repla
         who = (group[0], group[1], group[2], group[3])
         matching = by_who.get(who)
         if matching is None:
-            matching = by_who[who] = [t for t in targets if _counts(t, group)]
+            places = sorted(by_key.get(group[0], []) + others)  # in `targets` order
+            matching = by_who[who] = [targets[i] for i in places if _counts(targets[i], group)]
         bucket = group[4]
         for target in matching:
             low, high = bounds[id(target)]
