@@ -147,7 +147,7 @@ class Http1Response:
         if conn is None:
             return
         watch = IdleWatch(conn, self._idle) if self._idle and not conn.done else None
-        clock = asyncio.get_running_loop().time  # the watch's clock, without a call layer
+        clock = self._pool.loop.time  # the watch's clock, without a call layer
         decoder = self._decoder
         try:
             while True:
@@ -238,13 +238,13 @@ class Http1Transport:
             target = self._targets.get(request.url) or self._target(request.url)
             payload = _payload(request, target)
             t = request.timeouts
-            loop = asyncio.get_running_loop()
+            pool = target.pool
+            loop = pool.loop
             start = loop.time()
             total_at = start + t.total if t.total else None
             headers_at = start + t.first_byte if t.first_byte else None
             if total_at is not None and (headers_at is None or total_at < headers_at):
                 headers_at = total_at
-            pool = target.pool
             try:
                 conn = await self._answered(pool, payload, headers_at, t.connect, loop)
             except _FAILURES as exc:

@@ -5,6 +5,10 @@ pool full waits in FIFO order, and a connection given back goes straight to the 
 (or its slot, when the connection could not be kept). Idle connections are reused most recent
 first and dropped after `keepalive` seconds (one sweep timer per pool, not one per connection),
 as soon as the server closed them, or when the server said `Connection: close`.
+
+A pool is made inside the running loop and keeps it (`loop`): on Python 3.11 every
+`asyncio.get_running_loop()` costs a `getpid` system call, and a request asks for the loop's
+clock more than once.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Pool:
         self._tls = tls
         self._limit = limit
         self._keepalive = keepalive
+        self.loop = asyncio.get_running_loop()
         self._open = 0  # connections open or being opened, idle ones included
         self._idle: list[Connection] = []
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
@@ -49,7 +54,7 @@ class Pool:
 
     async def acquire(self, connect_timeout: float | None) -> Connection:
         """A connection to use: an idle one, a new one, or the next one given back."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         conn = self.take_idle(loop.time())
         if conn is not None:
             return conn
@@ -107,7 +112,7 @@ class Pool:
 
     async def _connect(self, limit: float | None) -> Connection:
         """Open a connection in an already counted slot; the slot is freed when it fails."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         try:
             async with asyncio.timeout(limit):
                 _, conn = await loop.create_connection(
@@ -140,7 +145,7 @@ class Pool:
         if conn is None:
             self._open -= 1
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self.loop.time()
         self._idle.append(conn)
         if self._sweep_handle is None:
             self._schedule_sweep()
@@ -150,13 +155,12 @@ class Pool:
         self._open -= 1
 
     def _schedule_sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._sweep_handle = loop.call_later(self._keepalive / 2, self._sweep)
+        self._sweep_handle = self.loop.call_later(self._keepalive / 2, self._sweep)
 
     def _sweep(self) -> None:
         """Drop the connections idle for longer than `keepalive` or closed by the server."""
         self._sweep_handle = None
-        now = asyncio.get_running_loop().time()
+        now = self.loop.time()
         keep = []
         for conn in self._idle:
             if conn.closed or now - conn.idle_since >= self._keepalive:

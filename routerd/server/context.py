@@ -177,7 +177,9 @@ class metered:  # lower case: used as `async with metered(gateway, ctx)`, like a
         elif isinstance(exc, Exception):
             ctx.status, ctx.error_code = 500, ErrorCode.internal_error.name
         gateway.metrics.request_finished()
-        task = asyncio.current_task()
+        # Only a handler that raised can be in the middle of a cancellation (routerd's steps
+        # never swallow one): a success skips the task lookup, a getpid system call on 3.11.
+        task = asyncio.current_task() if exc is not None else None
         if task is not None and task.cancelling():
             await asyncio.shield(finish(gateway, ctx))
         else:

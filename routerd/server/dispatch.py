@@ -25,13 +25,29 @@ from routerd.server.routes import RouteMiss, Routes
 
 log = structlog.get_logger("routerd")
 MANAGEMENT_PATHS = ("/v1/keys", "/v1/users", "/v1/budgets", "/v1/pricing")
+_IDS_PER_READ = 256  # request ids made from one read of the OS's random source
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    if 0 < len(given) <= 128 and given.isprintable():
-        return given
-    return f"req_{os.urandom(16).hex()}"  # 128 random bits, as uuid4().hex but cheaper
+class RequestIds:
+    """`req_` and 128 random bits (as uuid4().hex), unless the client sent its own id.
+
+    The random bits come from `os.urandom`, as uuid4's do, but read for many ids at once: one
+    system call per `_IDS_PER_READ` requests instead of one per request."""
+
+    __slots__ = ("_fresh",)
+
+    def __init__(self) -> None:
+        self._fresh: list[str] = []
+
+    def __call__(self, request: Request) -> str:
+        given = request.headers.get("X-Request-Id", "")
+        if 0 < len(given) <= 128 and given.isprintable():
+            return given
+        fresh = self._fresh
+        if not fresh:
+            hexed = os.urandom(16 * _IDS_PER_READ).hex()
+            fresh += [f"req_{hexed[i : i + 32]}" for i in range(0, len(hexed), 32)]
+        return fresh.pop()
 
 
 def error_reply(request: Request, err: RouterdError, status: int | None = None) -> Reply:
@@ -52,9 +68,10 @@ class Dispatcher:
 
     def __init__(self, routes: Routes) -> None:
         self._resolve = routes.resolve
+        self._request_id = RequestIds()
 
     async def __call__(self, request: Request) -> Answer:
-        request.request_id = request_id = _request_id(request)
+        request.request_id = request_id = self._request_id(request)
         try:
             handler, request.match_info = self._resolve(request.method, request.path)
             answer = await handler(request)
