@@ -138,7 +138,8 @@ class Connection(asyncio.Protocol):
         if self._size > HIGH_WATER and not self._paused and self._transport is not None:
             self._paused = True
             self._transport.pause_reading()
-        self._wake_body()
+        if self._body_waiter is not None:  # no call per chunk while nobody waits (one read)
+            self._wake_body()
 
     def on_message_complete(self) -> None:
         if self._interim:

@@ -6,14 +6,14 @@ frame that is not JSON ends the client's stream with an error event, as on the t
 instead of reaching the client's SDK. A frame that mentions `"usage"` also gives the usage, and
 the usage-only chunk routerd asked for on the client's behalf is dropped.
 
-Per upstream read, `CheckedFrames.plain` is the fast path: when no frame of the read mentions
-`"usage"` (every frame but the last of a stream), the read's whole frames are checked and relayed
-as one slice of bytes, with no per-frame list, tuple or join.
+Per upstream read, `CheckedFrames.relay` checks the read's whole frames and relays them as slices
+of the read's bytes, with no per-frame list, tuple or join: only a frame that mentions `"usage"`
+(the last of a stream) is looked at, and only when it is dropped is the read cut around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -23,6 +23,8 @@ from routerd.formats.codecs import sse_json
 from routerd.metering.usage import Usage
 from routerd.providers.base import UpstreamError
 from routerd.server.context import RequestContext
+
+FrameData = dict[str, Any] | None  # a frame's JSON object (None: `[DONE]`, a comment, ...)
 
 
 class FrameSplitter:
@@ -122,21 +124,47 @@ class CheckedFrames:
             raise self._error
         return self._checked(self._splitter.feed(chunk))
 
-    def plain(self, chunk: bytes, marker: bytes) -> bytes | None:
-        """The whole frames completed by `chunk`, each checked, as one slice of bytes; None
-        (and nothing consumed) when one of them may mention `marker` or has CR line ends:
-        then `feed` the same chunk. A bad frame is handled as in `feed`."""
+    def relay(self, chunk: bytes, marker: bytes, keep: Callable[[FrameData], bool]) -> bytes:
+        """The whole frames completed by `chunk`, each checked, as bytes: a frame that mentions
+        `marker` is parsed and relayed only when `keep(its data)` says so; the others (every
+        frame of a stream but its usage one) as they came, in one slice per run of frames. A
+        bad frame is handled as in `feed`."""
         if self._error is not None:
             raise self._error
         splitter = self._splitter
         buffer = splitter._buffer + chunk if splitter._buffer else chunk
-        if marker in buffer or b"\r" in buffer:
-            return None
+        if b"\r" in buffer:  # CRLF line ends: the splitter normalizes them
+            return b"".join(f for f, data in self.feed(chunk) if marker not in f or keep(data))
         cut = buffer.rfind(b"\n\n") + 2
         if cut < 2:
             splitter._buffer = buffer
             return b""
         splitter._buffer = buffer[cut:]
+        if marker not in buffer:  # the usual read: only checks, no dropped frame
+            return self._checked_run(buffer, cut)
+        out = []
+        start = run = 0  # `run`: where the frames relayed since the last dropped one start
+        while start < cut:
+            end = buffer.find(b"\n\n", start) + 2
+            frame = buffer[start:end]
+            try:
+                if marker not in frame:
+                    _check(frame)
+                elif not keep(frame_json(frame)):
+                    out.append(buffer[run:start])
+                    run = end
+            except UpstreamError as err:
+                self._error = err
+                if not start:
+                    raise
+                cut = start
+                break
+            start = end
+        out.append(buffer[run:cut])
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _checked_run(self, buffer: bytes, cut: int) -> bytes:
+        """`buffer[:cut]`, whole frames, each checked (up to a bad one, as in `feed`)."""
         start = 0
         while start < cut:
             end = buffer.find(b"\n\n", start) + 2
@@ -185,10 +213,7 @@ class ChatUsageFilter:
         return self._keep_usage_chunk or bool(data.get("choices"))
 
     def feed(self, chunk: bytes) -> bytes:
-        out = self._frames.plain(chunk, b'"usage"')
-        if out is not None:
-            return out
-        return b"".join(f for f, data in self._frames.feed(chunk) if self._keep(data))
+        return self._frames.relay(chunk, b'"usage"', self._keep)
 
     def finish(self) -> bytes:
         return b"".join(f for f, data in self._frames.finish() if self._keep(data))

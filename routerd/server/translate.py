@@ -29,7 +29,13 @@ from routerd.providers.base import BufferedResponse, UpstreamError, UpstreamResp
 from routerd.server.context import CLIENT_CLOSED, RequestContext
 from routerd.server.http import Reply, Request, StreamSink
 from routerd.server.pipeline import response_headers
-from routerd.server.sse_relay import ChatUsageFilter, CheckedFrames, FrameSplitter, frame_json
+from routerd.server.sse_relay import (
+    ChatUsageFilter,
+    CheckedFrames,
+    FrameData,
+    FrameSplitter,
+    frame_json,
+)
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _METERED = (MessageStart, MessageDelta)  # the stream events that carry usage
@@ -164,19 +170,17 @@ class UsageScanner:
         self._usage = CanonicalUsage()
 
     def feed(self, chunk: bytes) -> bytes:
-        out = self._frames.plain(chunk, b'"usage"')  # deltas: checked, relayed as they came
-        return self._scan(self._frames.feed(chunk)) if out is None else out
+        # whole, checked events only: a cut-off or malformed one never reaches the client
+        return self._frames.relay(chunk, b'"usage"', self._record)
 
-    def _scan(self, frames: list[tuple[bytes, dict[str, Any] | None]]) -> bytes:
-        for frame, data in frames:
-            if data is None or b'"usage"' not in frame:
-                continue
+    def _record(self, data: FrameData) -> bool:
+        """Keep the usage a frame carries; every frame is relayed."""
+        if data is not None:
             raw = data.get("usage") or (data.get("message") or {}).get("usage")
             if raw:
                 self._usage = self._merge(raw)
                 self._ctx.usage = metered(self._usage)
-        # whole, checked events only: a cut-off or malformed one never reaches the client
-        return b"".join(frame for frame, _ in frames)
+        return True
 
     def _merge(self, raw: dict[str, Any]) -> CanonicalUsage:
         fresh = self._wire.decode_usage(raw)
@@ -191,7 +195,10 @@ class UsageScanner:
         return fresh
 
     def finish(self) -> bytes:
-        return self._scan(self._frames.finish())
+        frames = self._frames.finish()
+        return b"".join(
+            frame for frame, data in frames if b'"usage"' not in frame or self._record(data)
+        )
 
 
 async def relay_stream(
