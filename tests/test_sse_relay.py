@@ -75,6 +75,17 @@ def test_chat_filter_relays_good_frames_of_a_read_then_fails_on_a_malformed_one(
         ChatUsageFilter(_ctx(), False).feed(b"data: {oops}\n\n" + CHUNK)
 
 
+def test_chat_filter_drops_the_usage_chunk_inside_a_read_with_crlf_or_a_bad_frame_after() -> None:
+    crlf = (CHUNK + USAGE_ONLY + b"data: [DONE]\n\n").replace(b"\n", b"\r\n")
+    out, usage = _relay([crlf], False)
+    assert out == (CHUNK + b"data: [DONE]\n\n")
+    assert usage == Usage(prompt_tokens=3, completion_tokens=2)
+    chat = ChatUsageFilter(_ctx(), False)
+    assert chat.feed(CHUNK + USAGE_ONLY + b"data: {oops}\n\n" + CHUNK) == CHUNK
+    with pytest.raises(UpstreamError):
+        chat.feed(CHUNK)
+
+
 def test_splitter_frames_match_feed_for_any_read_size() -> None:
     stream = CHUNK + b"x\n\n" + b"\n\n" + EVENT + b"data: a\r\n\r\n" + CHUNK + b"data: [DONE]\n\n"
     for size in range(1, len(stream) + 1):
