@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from routerd.metering import replay_pool
 from routerd.metering.budgets import BudgetScope
 from routerd.metering.replay import (
     ReplayResult,
@@ -111,7 +111,7 @@ def test_a_pool_that_cannot_start_falls_back_with_one_warning(
 ) -> None:
     sequential_dir, pool_dir = _copies(tmp_path)
     sequential, sequential_summaries = _replayed(sequential_dir, SEQUENTIAL)
-    monkeypatch.setattr(replay_pool, "ProcessPoolExecutor", _NoProcesses)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _NoProcesses)
     with capture_logs() as logs:
         pooled, pooled_summaries = _replayed(pool_dir, EAGER)
     assert [(e["event"], e["log_level"]) for e in logs] == [

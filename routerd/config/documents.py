@@ -20,12 +20,11 @@ from datetime import date, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import fastjsonschema
 import orjson
 import yaml
-from jsonschema import Draft202012Validator
 
 from routerd.config.entries import Split, parse_entry, parse_rest, split_document
 
@@ -33,6 +32,9 @@ T = TypeVar("T")
 # libyaml's C parser when PyYAML has it (faster loads; every admin change re-validates all).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,10 @@ def _schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Draft202012Validator:
+    """jsonschema's validator, imported on first use: a valid config never needs it, and the
+    package costs ~3 MB of the daemon's memory."""
+    from jsonschema import Draft202012Validator
+
     schema = _schema(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)

@@ -13,15 +13,17 @@ the caller then parses those files in-process, so a pool never fails a startup.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import structlog
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -72,7 +74,10 @@ class PoolBatch(Generic[T]):
         self._futures: dict[Path, Future[T]] = {}
         if not paths:
             return
-        try:
+        try:  # imported here: a daemon that never starts a pool does not carry multiprocessing
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(workers, mp_context=context)
             self._futures = {path: self._executor.submit(parse, path) for path in paths}

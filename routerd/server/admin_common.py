@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import structlog
-from jsonschema import Draft202012Validator
 
 from routerd.config.load import ConfigProblem
 from routerd.config.model import LoadedConfig, ManagedKind
@@ -45,10 +44,30 @@ API_FIELDS: dict[ManagedKind, dict[str, str]] = {
 NULLABLE_STRING = {"type": ["string", "null"]}
 ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
-def schema_validator(schema: dict[str, Any]) -> Draft202012Validator:
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+
+class BodySchema:
+    """A request body's JSON Schema, compiled by jsonschema when a body is first checked against
+    it: the daemon does not import jsonschema (~3 MB of memory) until the admin API is used."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        self._validator: Draft202012Validator | None = None
+
+    @property
+    def validator(self) -> Draft202012Validator:
+        if self._validator is None:
+            from jsonschema import Draft202012Validator
+
+            Draft202012Validator.check_schema(self.schema)
+            self._validator = Draft202012Validator(self.schema)
+        return self._validator
+
+
+def schema_validator(schema: dict[str, Any]) -> BodySchema:
+    return BodySchema(schema)
 
 
 def invalid(detail: list[dict[str, Any]]) -> RouterdError:
@@ -79,7 +98,7 @@ def _schema_detail(error: Any) -> list[dict[str, Any]]:
     return [{"loc": loc, "msg": str(error.message)[:300], "type": str(error.validator)}]
 
 
-async def json_body(request: Request, validator: Draft202012Validator) -> dict[str, Any]:
+async def json_body(request: Request, schema: BodySchema) -> dict[str, Any]:
     """The request's JSON object, valid against `validator`'s schema; 422 otherwise."""
     try:
         data = orjson.loads(await request.read())
@@ -87,7 +106,7 @@ async def json_body(request: Request, validator: Draft202012Validator) -> dict[s
         raise invalid(
             [{"loc": ["body"], "msg": "not valid JSON", "type": "json_invalid"}]
         ) from None
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = sorted(schema.validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         raise invalid([d for e in errors for d in _schema_detail(e)])
     result: dict[str, Any] = data
