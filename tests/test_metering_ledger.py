@@ -19,11 +19,13 @@ USD = 10**12
 
 
 class Clock:
+    """A settable UTC time, read by the ledger as epoch seconds."""
+
     def __init__(self, now: datetime) -> None:
         self.now = now
 
-    def __call__(self) -> datetime:
-        return self.now
+    def __call__(self) -> float:
+        return self.now.timestamp()
 
 
 def budget(

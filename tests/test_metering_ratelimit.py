@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import pytest
 
@@ -32,8 +31,8 @@ class Clock:
     def __init__(self, now: float = T0) -> None:
         self.now = now
 
-    def __call__(self) -> datetime:
-        return datetime.fromtimestamp(self.now, UTC)
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture

@@ -61,7 +61,6 @@ __all__ = [
     "with_managed",
 ]
 DEFAULT_LISTEN = "127.0.0.1:8080"
-DEFAULT_SERVER = "http1"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
@@ -131,7 +130,7 @@ def load_daemon(path: Path) -> DaemonConfig:
         timeouts=_timeouts(data.get("timeouts"), Timeouts()),
         max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
         shutdown_grace_seconds=float(data.get("shutdown_grace_seconds", 30.0)),
-        server=data.get("server", DEFAULT_SERVER),
+        server=data.get("server", "http1"),
         logging=LoggingConfig(
             level=logging_data.get("level", "info"), format=logging_data.get("format", "json")
         ),

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,16 +59,8 @@ from routerd.metering.windows import Window, window_for
 Clock = Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def _clock_of(seconds: Callable[[], float]) -> Clock:
-    return lambda: _utc(seconds())
 
 
 class Reservation(NamedTuple):
@@ -187,22 +180,12 @@ def unique_rules(*groups: Iterable[BudgetRule]) -> tuple[BudgetRule, ...]:
 class Ledger:
     """Budget enforcement and usage counters over one store (see the module docstring)."""
 
-    def __init__(
-        self,
-        store: LedgerStore,
-        clock: Clock = utc_now,
-        seconds: Callable[[], float] | None = None,
-    ) -> None:
-        """`clock` is the time as a UTC datetime; `seconds`, when given, the same time as epoch
-        seconds (the request path's: no datetime per call), and then `clock` is derived from it.
-        """
+    def __init__(self, store: LedgerStore, seconds: Callable[[], float] = time.time) -> None:
+        """`seconds` is the time in epoch seconds (the request path reads it as such: no
+        datetime per call); `clock` is the same time as a UTC datetime."""
         self.store = store
-        if seconds is None:
-            self._seconds: Callable[[], float] = lambda: clock().timestamp()
-        else:
-            self._seconds = seconds
-            clock = _clock_of(seconds)
-        self.clock = clock
+        self._seconds = seconds
+        self.clock: Clock = lambda: _utc(seconds())
         self._ids = itertools.count(1)
         self._rules: dict[str, BudgetRule] = {}
         self._counters: frozenset[str] = frozenset()

@@ -17,10 +17,6 @@ from aiohttp import web
 
 from routerd.server.http import Dispatch, Reply, Request, StreamSink, body_too_large
 
-_DISPATCH = web.AppKey("dispatch", object)
-_STATE = web.AppKey("state", web.Application)
-_LIMIT = web.AppKey("limit", int)
-
 
 class _HeldHeadersResponse(web.StreamResponse):
     _send_headers_immediately = False
@@ -74,56 +70,17 @@ def _body(request: web.Request, limit: int) -> tuple[bytes | None, bool]:
     return None, False
 
 
-async def _serve(request: web.Request) -> web.StreamResponse:
-    limit = request.app[_LIMIT]
-    raw, too_large = _body(request, limit)
-    sinks: list[_AiohttpSink] = []
-
-    async def read() -> bytes:
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise body_too_large() from None
-
-    def opener(status: int, headers: Mapping[str, str]) -> StreamSink:
-        sink = _AiohttpSink(request, status, headers)
-        sinks.append(sink)
-        return sink
-
-    ours = Request(
-        request.method,
-        request.path,
-        request.query_string,
-        request.headers,
-        request.app[_STATE],
-        None if too_large else raw,
-        None if too_large else read,
-        opener,
-    )
-    dispatch: Dispatch = request.app[_DISPATCH]  # type: ignore[assignment]
-    answer = await dispatch(ours)
-    if type(answer) is Reply:
-        if sinks and sinks[-1].response.prepared:  # failed after its stream began: cut it
-            if request.transport is not None:
-                request.transport.close()
-            return sinks[-1].response
-        return web.Response(body=answer.body, status=answer.status, headers=answer.headers)
-    assert isinstance(answer, _AiohttpSink)
-    await answer.write_eof()
-    return answer.response
-
-
 class AiohttpServer:
     """routerd's handlers on aiohttp's server."""
 
     def __init__(
         self, state: web.Application, dispatch: Dispatch, *, max_body_bytes: int, grace: float
     ) -> None:
+        self._state = state
+        self._dispatch = dispatch
+        self._limit = max_body_bytes
         app = web.Application(client_max_size=max_body_bytes)
-        app[_DISPATCH] = dispatch
-        app[_STATE] = state
-        app[_LIMIT] = max_body_bytes
-        app.router.add_route("*", "/{tail:.*}", _serve)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace)
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -136,3 +93,34 @@ class AiohttpServer:
 
     async def close(self) -> None:
         await self._runner.cleanup()
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        """The one aiohttp route: the request as routerd's, the answer back as aiohttp's."""
+        raw, too_large = _body(request, self._limit)
+        sinks: list[_AiohttpSink] = []
+
+        async def read() -> bytes:
+            try:
+                return await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise body_too_large() from None
+
+        def opener(status: int, headers: Mapping[str, str]) -> StreamSink:
+            sinks.append(_AiohttpSink(request, status, headers))
+            return sinks[-1]
+
+        body, reader = (None, None) if too_large else (raw, read)
+        ours = Request(
+            request.method, request.path, request.query_string, request.headers, self._state,
+            body, reader, opener,
+        )  # fmt: skip
+        answer = await self._dispatch(ours)
+        if type(answer) is Reply:
+            if sinks and sinks[-1].response.prepared:  # failed after its stream began: cut it
+                if request.transport is not None:
+                    request.transport.close()
+                return sinks[-1].response
+            return web.Response(body=answer.body, status=answer.status, headers=answer.headers)
+        assert isinstance(answer, _AiohttpSink)
+        await answer.write_eof()
+        return answer.response

@@ -60,7 +60,7 @@ class Gateway:
             on_error=metrics.journal_error,
         )
         self.store: LedgerStore = store or InMemoryStore()
-        self.ledger = Ledger(self.store, seconds=clock)
+        self.ledger = Ledger(self.store, clock)
         self.ledger.use_rules(table.budgets)
         metrics.budgets_configured(table.budgets.values())
         self._reload_lock = asyncio.Lock()
