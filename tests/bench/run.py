@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.bench import paced_upstream, phases, reload, wrk
+from tests.bench import cpuidle, paced_upstream, phases, reload, wrk
 from tests.bench.config import write_bench_config, write_big_config
 from tests.bench.procs import Proc, cpu_model, free_port, rss_mb, start, stop, wait_ready
 from tests.bench.replay import write_journal
@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-wrk", action="store_true", help="use the in-tree load generator")
     p.add_argument("--no-pin", action="store_true", help="do not pin CPUs with taskset")
     p.add_argument("--skip", default="", help="comma list of: rounds,paced,rss,reload,replay")
+    p.add_argument(
+        "--tune-latency",
+        action="store_true",
+        default=_env("TUNE_LATENCY", "") == "1",
+        help="hold /dev/cpu_dma_latency at 0 us for the run (root; see cpuidle.py)",
+    )
     args = p.parse_args(argv)  # fmt: skip
     args.cpus = _cpus(args.no_pin)  # before the bench process pins itself
     if args.quick:
@@ -221,7 +227,9 @@ async def _main(args: argparse.Namespace, tmp: Path, procs: dict[str, Proc]) -> 
     return res
 
 
-def _header(args: argparse.Namespace, b: phases.Bench, load: tuple[float, float]) -> list[str]:
+def _header(
+    args: argparse.Namespace, b: phases.Bench, load: tuple[float, float], idle: str
+) -> list[str]:
     gen_cpu, srv_cpu, allowed = args.cpus
     try:
         import uvloop  # noqa: F401
@@ -239,6 +247,7 @@ def _header(args: argparse.Namespace, b: phases.Bench, load: tuple[float, float]
         f"Linux {platform.release()}; python {platform.python_version()}, "
         f"aiohttp {aiohttp.__version__}, {loop_name}",
         f"- load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after",
+        f"- idle CPUs: {cpuidle.describe()}; this run: {idle}",
         f"- pinning: {pin}",
         f"- load generator: {gen}; stream TTFT rows: in-tree aiohttp client at concurrency 1; "
         "paced streams: in-tree raw-asyncio client",
@@ -262,13 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="routerd-bench-") as tmpdir:
         tmp = Path(tmpdir)
         try:
-            res = runner(_main(args, tmp, procs))
+            with cpuidle.latency_held(args.tune_latency) as idle:
+                res = runner(_main(args, tmp, procs))
         finally:
             for proc in procs.values():
                 stop(proc)
         b: phases.Bench = res["bench"]
         table, notes = build_table(res, args)
-        lines = [*_header(args, b, (load0, os.getloadavg()[0])), "", *table.markdown(), "",
+        lines = [*_header(args, b, (load0, os.getloadavg()[0]), idle), "", *table.markdown(), "",
                  *notes, f"\ntotal bench time {time.monotonic() - started:.0f} s"]  # fmt: skip
         print("\n".join(lines))
         tail = procs["routerd"].tail(5)

@@ -16,6 +16,13 @@ def _med(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _cpu_us(b: Bench, key: str) -> float | None:
+    """Median server CPU microseconds per request of a row's rounds: on one saturated core the
+    inverse of its throughput, and far less moved by other load on the machine than req/s."""
+    return _med([s.srv_cpu_pct * 1e4 / s.rps for s in b.samples.get(key, [])
+                 if s.srv_cpu_pct is not None and s.rps])  # fmt: skip
+
+
 def _throughput(t: Table, b: Bench, concurrency: list[int]) -> None:
     for conc in concurrency:
         t.section(f"passthrough chat, concurrency {conc}")
@@ -38,6 +45,8 @@ def _throughput(t: Table, b: Bench, concurrency: list[int]) -> None:
               m["routerd"]("gen_cpu_pct"), spec=".0f")  # fmt: skip
         t.add("server CPU % (upstream for direct)", m["direct"]("srv_cpu_pct"),
               m["bare"]("srv_cpu_pct"), m["routerd"]("srv_cpu_pct"), spec=".0f")  # fmt: skip
+        t.add("server CPU us per request", None, _cpu_us(b, f"bare chat {conc}"),
+              _cpu_us(b, f"routerd chat {conc}"), spec=".0f")  # fmt: skip
         errs = [sum(s.errors for s in b.samples.get(f"{x} chat {conc}", [])) for x in m]
         t.add("errors (all rounds)", *errs, spec="d")
     t.section("translated: Anthropic Messages in, OpenAI upstream (routerd only)")
@@ -47,6 +56,10 @@ def _throughput(t: Table, b: Bench, concurrency: list[int]) -> None:
         ratio = rps / base if base else None
         t.add(f"c={conc} req/s (ratio: / passthrough)", None, None, rps, spec=".0f", ratio=ratio,
               target=">= 0.7x passthrough", ok=ok_ge(ratio, 0.7))  # fmt: skip
+        cpu = _cpu_us(b, f"routerd messages {conc}")
+        cpu_base = _cpu_us(b, f"routerd chat {conc}")
+        t.add(f"c={conc} CPU us per request (ratio: passthrough's / this)", None, None, cpu,
+              spec=".0f", ratio=cpu_base / cpu if cpu and cpu_base else None)  # fmt: skip
         t.add(f"c={conc} p50 / p99 ms", routerd=None, routerd_text=(
             f"{fmt(b.median(f'routerd messages {conc}', 'p50'), '.3f')} / "
             f"{fmt(b.median(f'routerd messages {conc}', 'p99'), '.3f')}"))  # fmt: skip
