@@ -63,6 +63,11 @@ LINK_CHECK_SECONDS = 1.0  # how often the open file's path is checked (a rotated
 log = structlog.get_logger(__name__)
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class JournalWriter:
     """The single writer of the usage journal (see the module docstring for the guarantees)."""
 
@@ -97,6 +102,7 @@ class JournalWriter:
         self._timer_at: float | None = None
         self._overflow: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start(): asking for it costs a getpid
         self._closing: asyncio.Task[None] | None = None
         self._files: dict[date, DayFile] = {}
         self._retired: list[DayFile] = []
@@ -126,8 +132,9 @@ class JournalWriter:
         if self._task is not None:
             return
         await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
-        self._last_sync = asyncio.get_running_loop().time()
-        self._task = asyncio.create_task(self._run(), name="routerd-journal-writer")
+        self._loop = asyncio.get_running_loop()
+        self._last_sync = self._loop.time()
+        self._task = self._loop.create_task(self._run(), name="routerd-journal-writer")
 
     def submit(self, record: JournalRecord) -> None:
         """Queue a record without blocking; a full queue falls back to a scheduled `put`."""
@@ -150,9 +157,8 @@ class JournalWriter:
             return False
         pending.append(record)
         self._accepted += 1
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        if self._wakeup is not None:
+            _wake(self._wakeup)
         return True
 
     async def put(self, record: JournalRecord) -> None:
@@ -167,9 +173,8 @@ class JournalWriter:
 
     def _queue_record(self, record: JournalRecord) -> None:
         self._pending.append(record)
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        if self._wakeup is not None:
+            _wake(self._wakeup)
 
     async def _append_when_room(self, record: JournalRecord) -> None:
         """Wait until the writer took records, then queue `record` (waiters resume in order)."""
@@ -198,8 +203,7 @@ class JournalWriter:
         if ready:
             self._flush_waiters = [(n, w) for n, w in self._flush_waiters if n > self._processed]
             for _, waiter in ready:
-                if not waiter.done():
-                    waiter.set_result(None)
+                _wake(waiter)
 
     async def close(self) -> None:
         """Write everything queued, fsync (unless policy `never`), close files, stop. Idempotent."""
@@ -216,12 +220,13 @@ class JournalWriter:
             if not self._pending and not self._overflow:
                 return
             await asyncio.to_thread(self._directory.mkdir, parents=True, exist_ok=True)
-            self._task = asyncio.create_task(self._run(), name="routerd-journal-writer")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="routerd-journal-writer")
         if self._overflow and not self._task.done():
             await asyncio.gather(*self._overflow)
         self._stop = True
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        if self._wakeup is not None:
+            _wake(self._wakeup)
         try:
             await self._task
         except Exception as exc:
@@ -251,9 +256,8 @@ class JournalWriter:
         """The next batch (up to `BATCH_MAX_RECORDS`), and whether the writer should end after
         it (closing, nothing left). Empty when a retry or fsync deadline came first."""
         if not self._pending and not self._stop:
-            loop = asyncio.get_running_loop()
-            waiter = self._wakeup = loop.create_future()
-            self._arm_timer(loop)
+            waiter = self._wakeup = self._loop.create_future()
+            self._arm_timer(self._loop)
             try:
                 await waiter
             finally:
@@ -263,7 +267,9 @@ class JournalWriter:
         if len(self._pending) < BATCH_MAX_RECORDS and LINGER_SECONDS and not self._stop:
             # let the requests finishing meanwhile join this batch: one write (and one check of
             # the file) per few milliseconds instead of one per request
-            await asyncio.sleep(LINGER_SECONDS)
+            linger = self._loop.create_future()
+            self._loop.call_later(LINGER_SECONDS, _wake, linger)
+            await linger
         batch = self._take()
         return batch, self._stop and not self._pending
 
@@ -277,8 +283,7 @@ class JournalWriter:
             pending = pending[:BATCH_MAX_RECORDS]
         room, self._room = self._room, []
         for waiter in room:
-            if not waiter.done():
-                waiter.set_result(None)
+            _wake(waiter)
         return pending
 
     async def _finish(self) -> None:
@@ -316,15 +321,15 @@ class JournalWriter:
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
+        if self._wakeup is not None:
+            _wake(self._wakeup)
 
     def _fsync_due(self) -> bool:
         if self._fsync == "always":
             return True
         if self._fsync == "never":
             return False
-        elapsed = asyncio.get_running_loop().time() - self._last_sync
+        elapsed = self._loop.time() - self._last_sync
         return elapsed >= self._fsync_interval
 
     async def _process_guarded(self, records: list[JournalRecord]) -> None:
@@ -338,7 +343,7 @@ class JournalWriter:
     async def _process(self, records: list[JournalRecord]) -> None:
         entries = self._retry + self._serialize(records)
         self._retry = []
-        self._last_attempt = asyncio.get_running_loop().time()
+        self._last_attempt = self._loop.time()
         written = self._write_entries(entries) if entries else 0
         durable = await self._sync(include_open=self._fsync_due())
         if written and durable and self._on_written is not None:
@@ -467,7 +472,7 @@ class JournalWriter:
         retired, self._retired = self._retired, []
         targets = retired + (list(self._files.values()) if include_open else [])
         if include_open:
-            self._last_sync = asyncio.get_running_loop().time()
+            self._last_sync = self._loop.time()
         ok = True
         try:
             if self._fsync != "never" and any(f.dirty for f in targets):
