@@ -48,6 +48,7 @@ class FakeOpenAI:
     azure_calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     server: TestServer | None = None
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set by each chat request
 
     @property
     def base_url(self) -> str:
@@ -101,6 +102,7 @@ class FakeOpenAI:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(Received(body=body, headers=dict(request.headers)))
+        self.arrived.set()
         error = self._error()
         if error is not None:
             return error

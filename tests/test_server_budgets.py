@@ -26,7 +26,7 @@ from tests.conftest import (
     read_journal,
     serve_config,
 )
-from tests.fakes import FakeOpenAI
+from tests.fakes import USAGE, FakeOpenAI
 
 # fake/gpt-test: prompt 0.40, cached 0.10, completion 1.60 USD/1M; the fake reports 1200 prompt
 # (200 cached) and 50 completion tokens: 1000*0.4 + 200*0.1 + 50*1.6 = 500 micro-USD a request.
@@ -276,6 +276,35 @@ async def test_a_client_gone_mid_stream_is_metered_for_what_was_streamed(
         assert line["cost_pico_usd"] > 0
         (cap,) = (await admin_get(rd, "/admin/budgets"))["data"]
         assert cap["spent_pico_usd"] == line["cost_pico_usd"] and cap["reserved_usd"] == 0
+
+
+async def test_a_client_gone_before_its_reply_is_metered_in_full(
+    cfg: Path, fake_upstream: FakeOpenAI
+) -> None:
+    """The meter step runs after the engine writes a whole reply: a client that left while
+    the upstream was still answering is journaled and charged all the same."""
+    set_budgets(cfg, [{"id": "team-cap", "limit_usd": 1, "period": "daily"}], budgets=["team-cap"])
+    fake_upstream.mode = "hang"
+    body = {"model": "fake/gpt-test", "messages": [{"role": "user", "content": "hi"}]}
+    async with serve_config(cfg, fake_upstream) as rd:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {TEAM_KEY}"}
+            call = asyncio.create_task(
+                http.post(f"{rd.url}/v1/chat/completions", json=body, headers=headers)
+            )
+            await fake_upstream.arrived.wait()
+            call.cancel()  # the client goes away while the upstream is answering
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        fake_upstream.release.set()
+        (line,) = await rd.wait_journal(1)
+        assert line["status"] == 200 and line["usage_estimated"] is False
+        assert (line["prompt_tokens"], line["completion_tokens"]) == (
+            USAGE["prompt_tokens"],
+            USAGE["completion_tokens"],
+        )
+        (cap,) = (await admin_get(rd, "/admin/budgets"))["data"]
+        assert cap["spent_pico_usd"] == line["cost_pico_usd"] > 0 and cap["reserved_usd"] == 0
 
 
 async def test_a_refused_budget_admits_again_when_its_window_rolls_over(

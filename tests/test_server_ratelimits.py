@@ -139,8 +139,7 @@ async def test_concurrency_limit_refuses_while_busy_and_frees_the_slot_after(
     fake_upstream.mode = "hang"
     async with serve_config(cfg, fake_upstream, Clock()) as rd, aiohttp.ClientSession() as http:
         first = asyncio.create_task(post_chat(http, rd, KEY_A))
-        while not fake_upstream.requests:  # noqa: ASYNC110 (the fake has no arrival event)
-            await asyncio.sleep(0.01)
+        await fake_upstream.arrived.wait()
         status, headers, body = await post_chat(http, rd, KEY_A)
         assert status == 429 and b"too many concurrent requests" in body
         assert headers["retry-after"] == "1"

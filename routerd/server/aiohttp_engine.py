@@ -120,7 +120,15 @@ class AiohttpServer:
                 if request.transport is not None:
                     request.transport.close()
                 return sinks[-1].response
-            return web.Response(body=answer.body, status=answer.status, headers=answer.headers)
+            response = web.Response(body=answer.body, status=answer.status, headers=answer.headers)
+            if answer.after is not None:  # written here, so that `after` runs once it is out
+                try:
+                    with suppress(ConnectionError):  # the client is gone: metered all the same
+                        await response.prepare(request)
+                        await response.write_eof()
+                finally:
+                    await answer.after()
+            return response
         assert isinstance(answer, _AiohttpSink)
         await answer.write_eof()
         return answer.response

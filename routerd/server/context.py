@@ -24,6 +24,7 @@ from routerd.metering.pricing import cost_pico
 from routerd.metering.ratelimit import RateDecision
 from routerd.metering.usage import JournalRecord, Usage, finished_record
 from routerd.server.gateway import Gateway
+from routerd.server.http import Answer, Reply
 from routerd.table import KeyEntry, ModelRoute, RoutingTable
 
 log = structlog.get_logger("routerd.request")
@@ -148,17 +149,32 @@ class metered:  # lower case: used as `async with metered(gateway, ctx)`, like a
     """Wrap one handler: in-flight gauge, the outcome recorded on `ctx`, and `finish` always.
 
     `finish` is shielded: a client that goes away still gets its request settled and journaled.
+    A whole reply passed through `reply_first` is metered after the engine wrote it.
     (A class, not `@asynccontextmanager`: no generator to drive per request.)
     """
 
-    __slots__ = ("_ctx", "_gateway")
+    __slots__ = ("_ctx", "_deferred", "_gateway")
 
     def __init__(self, gateway: Gateway, ctx: RequestContext) -> None:
         self._gateway = gateway
         self._ctx = ctx
+        self._deferred = False
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> metered:
         self._gateway.metrics.request_started()
+        return self
+
+    def reply_first(self, answer: Answer) -> Answer:
+        """The block's last step: a whole `Reply` gets the meter step as its `after` (the
+        engine writes it, then meters); a stream was metered by the time it ended anyway."""
+        if type(answer) is Reply:
+            self._deferred = True
+            answer.after = self._finish_after_reply
+        return answer
+
+    async def _finish_after_reply(self) -> None:
+        self._gateway.metrics.request_finished()
+        await finish(self._gateway, self._ctx)
 
     async def __aexit__(
         self,
@@ -166,6 +182,8 @@ class metered:  # lower case: used as `async with metered(gateway, ctx)`, like a
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._deferred and exc is None:
+            return  # the engine meters it once the reply is written
         gateway, ctx = self._gateway, self._ctx
         if isinstance(exc, RouterdError):
             ctx.fail(exc)

@@ -48,7 +48,7 @@ def check_embeddings_body(body: dict[str, Any]) -> str:
 async def embeddings(request: Request) -> Answer:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request.request_id, INGRESS, gateway.table)
-    async with metered(gateway, ctx):
+    async with metered(gateway, ctx) as meter:
         ctx.key = authenticate(request, ctx.table)
         body, raw = await read_json(request)
         body, preset = expand_preset(ctx.table.config.catalog.presets, body, INGRESS)
@@ -62,4 +62,4 @@ async def embeddings(request: Request) -> Answer:
         response = await first_answer(
             gateway, ctx, candidates, lambda _: Prepared(dict(body), {}, embeddings=True)
         )
-        return await passthrough_json(ctx, response, WIRE["openai_chat"])
+        return meter.reply_first(await passthrough_json(ctx, response, WIRE["openai_chat"]))

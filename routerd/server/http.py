@@ -42,9 +42,13 @@ BodyReader = Callable[[], Awaitable[bytes]]
 
 
 class Reply:
-    """A whole answer: status, headers and body bytes."""
+    """A whole answer: status, headers and body bytes.
 
-    __slots__ = ("body", "headers", "status")
+    `after`, when set, is awaited by the engine once the reply was written (or dropped, the
+    client being gone), before the connection's next request: the meter step runs there, so
+    the client does not wait for the accounting of its answer."""
+
+    __slots__ = ("after", "body", "headers", "status")
 
     def __init__(
         self, body: bytes = b"", status: int = 200, headers: dict[str, str] | None = None
@@ -52,6 +56,7 @@ class Reply:
         self.body = body
         self.status = status
         self.headers: dict[str, str] = {} if headers is None else headers
+        self.after: Callable[[], Awaitable[None]] | None = None
 
 
 def json_reply(data: object, status: int = 200, headers: Mapping[str, str] | None = None) -> Reply:

@@ -160,6 +160,11 @@ class Answering(asyncio.Protocol):
             self._unhandled(req)
             return
         self._write_answer(req, answer)
+        if type(answer) is Reply and answer.after is not None:
+            try:  # the reply is out: a failure here is logged, the next request goes on
+                await answer.after()
+            except Exception:
+                log.exception("unhandled_error", method=req.method, path=req.path)
 
     def _unhandled(self, req: Incoming) -> None:
         log.exception("unhandled_error", method=req.method, path=req.path)

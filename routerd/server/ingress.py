@@ -172,7 +172,7 @@ async def _answer(
 async def handle(request: Request, spec: IngressSpec) -> Answer:
     gateway = request.app[GATEWAY]
     ctx = RequestContext(request.request_id, spec.name, gateway.table)
-    async with metered(gateway, ctx):
+    async with metered(gateway, ctx) as meter:
         ctx.key = authenticate(request, ctx.table)
         body, raw = await read_json(request)
         body, preset = expand_preset(ctx.table.config.catalog.presets, body, spec.name)
@@ -183,7 +183,7 @@ async def handle(request: Request, spec: IngressSpec) -> Answer:
         sized = raw if preset is None else orjson.dumps(body)
         await admit(gateway, ctx, estimate(sized, body), [c.route for c in candidates])
         call = _Request(spec, body, gateway, _forwarded(request, spec))
-        return await _answer(request, ctx, call, candidates)
+        return meter.reply_first(await _answer(request, ctx, call, candidates))
 
 
 def handler(spec: IngressSpec) -> Callable[[Request], Awaitable[Answer]]:
