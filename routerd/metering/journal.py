@@ -265,8 +265,7 @@ class JournalWriter:
             if not self._pending and not self._stop:
                 return [], False
         if len(self._pending) < BATCH_MAX_RECORDS and LINGER_SECONDS and not self._stop:
-            # let the requests finishing meanwhile join this batch: one write (and one check of
-            # the file) per few milliseconds instead of one per request
+            # requests finishing meanwhile join this batch: one write per few ms, not per request
             linger = self._loop.create_future()
             self._loop.call_later(LINGER_SECONDS, _wake, linger)
             await linger
