@@ -155,12 +155,15 @@ class Rig:
 
 @asynccontextmanager
 async def serving(
-    rig: Rig, keepalive_timeout: float = 75.0, max_head_bytes: int = 65536
+    rig: Rig,
+    keepalive_timeout: float = 75.0,
+    max_head_bytes: int = 65536,
+    max_body_bytes: int = MAX_BODY,
 ) -> AsyncIterator[Http1Server]:
     server = Http1Server(
         web.Application(),
         rig.dispatch,
-        max_body_bytes=MAX_BODY,
+        max_body_bytes=max_body_bytes,
         keepalive_timeout=keepalive_timeout,
         max_head_bytes=max_head_bytes,
     )

@@ -73,7 +73,9 @@ class Http1ServerConnection(Answering):
         self._parts: list[bytes] = []
         self._size = 0
         self._in_head = False
-        self._head_read = 0  # bytes of reads that ended inside the head being received
+        # the head being received: -1 while it began in the current read, else its bytes so
+        # far (its part of the read it began in, then every whole read after that one)
+        self._head_read = -1
         self._read_len = 0
         self._incoming: Incoming | None = None
         self._upgrade = False
@@ -106,8 +108,9 @@ class Http1ServerConnection(Answering):
         except httptools.HttpParserError as exc:
             self._parse_failed(exc)
             return
-        if self._in_head:
-            self._head_read += len(data)
+        if self._in_head:  # this read ended inside a head (rare: most arrive in one read)
+            read = self._head_read
+            self._head_read = read + len(data) if read >= 0 else self._head_in(data)
             if self._head_read > self._max_head:
                 self._refuse(431, HEAD_TOO_LARGE)
 
@@ -151,7 +154,7 @@ class Http1ServerConnection(Answering):
         self._target = b""
         self._raw = []
         self._in_head = True
-        self._head_read = 0
+        self._head_read = -1
 
     def on_url(self, url: bytes) -> None:
         self._target += url
@@ -165,7 +168,10 @@ class Http1ServerConnection(Answering):
         if parser.should_upgrade():
             self._upgrade = True
             return
-        if self._head_read + self._read_len > self._max_head and self._head_too_large():
+        # measured when it spanned reads or its read is large enough to hold a head too large
+        if (self._head_read >= 0 or self._read_len > self._max_head) and (
+            self._head_size() > self._max_head
+        ):
             self._refusal = 431
             raise _Refused
         try:
@@ -237,8 +243,25 @@ class Http1ServerConnection(Answering):
         req.keep_alive = False
         self._enqueue(req)
 
-    def _head_too_large(self) -> bool:
+    def _head_in(self, data: bytes) -> int:
+        """The bytes of `data` (a read that ended inside a head that began in it) that belong
+        to that head: the read may also hold whole requests before it (a large pipelined body).
+
+        llhttp does not say where a message began, and httptools hands over a header only once
+        the next one starts (so `_head_size` misses the one in progress): the head is found from
+        the end of the read by its request line (method, a space, the target). Not found (more
+        spaces): the whole read counts. Found too late (a header value repeating it): never
+        less than the parsed parts, and `on_headers_complete` measures the whole head again."""
+        target = self._target
+        if not target:  # still in the method: a few bytes
+            return 0
+        start = data.rfind(self._parser.get_method() + b" " + target)
+        return max(len(data) - start if start >= 0 else len(data), self._head_size())
+
+    def _head_size(self) -> int:
+        """The head's parsed parts: the target and each header line (name, value, `: ` and
+        the line end)."""
         size = len(self._target)
         for name, value in self._raw:
             size += len(name) + len(value) + 4
-        return size > self._max_head
+        return size
