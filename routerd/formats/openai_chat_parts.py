@@ -225,6 +225,11 @@ def encode_messages(
     if req.system:
         out.append({"role": "system", "content": _text_content(req.system, ctx, "system")})
     for msg in req.messages:
+        if msg.role == "user" and not msg.extras and len(msg.content) == 1:
+            only = msg.content[0]
+            if type(only) is TextPart and not only.extras:  # a plain text turn: a string
+                out.append({"role": "user", "content": only.text})
+                continue
         results = [p for p in msg.content if isinstance(p, ToolResultPart)]
         others = [p for p in msg.content if not isinstance(p, ToolResultPart)]
         out.extend(_tool_messages(results, ctx))
