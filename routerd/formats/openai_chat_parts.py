@@ -155,7 +155,9 @@ def decode_assistant_content(m: Mapping[str, Any], names: ToolNameMap | None) ->
         out.extend(TextPart(text=p.get("text") or p.get("refusal") or "") for p in content)
     if isinstance(m.get("refusal"), str) and m["refusal"]:
         out.append(TextPart(text=m["refusal"]))
-    out.extend(_tool_call(tc, names) for tc in m.get("tool_calls") or ())
+    tool_calls = m.get("tool_calls")
+    if tool_calls:
+        out.extend(_tool_call(tc, names) for tc in tool_calls)
     if m.get("function_call"):
         out.append(
             RawPart(
