@@ -103,7 +103,8 @@ _NESTED_KNOWN = (
 )
 _NESTED = frozenset({"thinking", "output_config", "metadata", "tools"})
 NO_CHOICE: tuple[ToolChoice | None, bool | None] = (None, None)
-_TOOL_FIELDS = ("name", "description", "input_schema", "strict", "type")
+_TOOL_FIELDS = frozenset({"name", "description", "input_schema", "strict", "type"})
+_CLIENT_TOOL_TYPES = (None, "custom")  # a tuple: a malformed, unhashable `type` is not one
 _CUSTOM_INPUT_SCHEMA = {
     "type": "object",
     "properties": {"input": {"type": "string"}},
@@ -134,7 +135,7 @@ def decode_request(body: Mapping[str, Any]) -> CanonicalRequest:
         model=model,
         messages=tuple(messages),
         system=tuple(decode_system(system) + folded) if system is not None else tuple(folded),
-        tools=tuple(_decode_tool(t) for t in tools if _is_client_tool(t)) if tools else (),
+        tools=_decode_tools(tools) if tools else (),
         tool_choice=choice,
         parallel_tool_calls=parallel,
         sampling=Sampling(
@@ -154,8 +155,9 @@ def decode_request(body: Mapping[str, Any]) -> CanonicalRequest:
     )
 
 
-def _is_client_tool(t: Mapping[str, Any]) -> bool:
-    return t.get("type") in (None, "custom")
+def _decode_tools(tools: Any) -> tuple[Tool, ...]:
+    client = _CLIENT_TOOL_TYPES
+    return tuple(_decode_tool(t) for t in tools if t.get("type") in client)
 
 
 def _decode_tool(t: Mapping[str, Any]) -> Tool:
@@ -207,8 +209,9 @@ def _decode_extras(body: Mapping[str, Any]) -> dict[str, Any]:
         for k, v in (body.get(parent) or {}).items():
             if k not in known and v is not None:
                 extras[f"{parent}.{k}"] = v
+    client = _CLIENT_TOOL_TYPES
     for t in body.get("tools") or ():
-        if not _is_client_tool(t):
+        if t.get("type") not in client:
             extras.setdefault(f"tools.{t.get('type')}", []).append(t)
     return extras
 

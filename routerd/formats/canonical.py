@@ -492,7 +492,8 @@ class ToolNameMap:
         raise ValueError(f"cannot map tool name {name!r}")  # pragma: no cover
 
     def to_wire(self, name: str) -> str:
-        return self.add(name)
+        wire = self._to_wire.get(name)  # registered already: the common case, one lookup
+        return wire if wire is not None else self.add(name)
 
     def from_wire(self, wire: str) -> str:
         """The canonical name for `wire`; names never registered come back unchanged."""
