@@ -84,16 +84,20 @@ def decode_messages(raw: Any) -> tuple[list[TextPart], list[Message]]:
     for m in raw:
         role = m.get("role") if isinstance(m, Mapping) else None
         content = m.get("content")
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        if role == "system":
-            system.extend(decode_system(content))
+        # string content is one text block: decoded here without building the block
+        text = isinstance(content, str)
+        if role == "user":
+            if text:
+                out.append(Message(role="user", content=(TextPart(text=content),)))
+            else:
+                out.extend(_user_messages(decode_blocks(content or [], None)))
         elif role == "assistant":
-            parts = decode_blocks(blocks or [], None)
+            parts = (TextPart(text=content),) if text else decode_blocks(content or [], None)
             out.append(
                 Message(role="assistant", content=parts, extras=_extras(m, ("content", "role")))
             )
-        elif role == "user":
-            out.extend(_user_messages(decode_blocks(blocks or [], None)))
+        elif role == "system":
+            system.extend(decode_system(content))
         else:
             raise TranslationError("messages.role", f"unsupported role {role!r}")
     return system, out

@@ -95,7 +95,16 @@ _HANDLED = frozenset(
         "stream",
     }
 )
-_TOOL_FIELDS = ("name", "description", "input_schema", "strict", "type")
+# nested objects whose unknown fields are extras (dotted), and `tools` (server tools are extras)
+_NESTED_KNOWN = (
+    ("thinking", ("type", "budget_tokens")),
+    ("output_config", ("effort", "format")),
+    ("metadata", ("user_id",)),
+)
+_NESTED = frozenset({"thinking", "output_config", "metadata", "tools"})
+NO_CHOICE: tuple[ToolChoice | None, bool | None] = (None, None)
+_TOOL_FIELDS = frozenset({"name", "description", "input_schema", "strict", "type"})
+_CLIENT_TOOL_TYPES = (None, "custom")  # a tuple: a malformed, unhashable `type` is not one
 _CUSTOM_INPUT_SCHEMA = {
     "type": "object",
     "properties": {"input": {"type": "string"}},
@@ -115,14 +124,18 @@ def decode_request(body: Mapping[str, Any]) -> CanonicalRequest:
     if not isinstance(body.get("max_tokens"), int):
         raise TranslationError("max_tokens", "max_tokens is required")
     folded, messages = decode_messages(body.get("messages"))
-    choice, parallel = _decode_tool_choice(body.get("tool_choice"))
+    # the optional fields, most often absent, are decoded only when present
+    system, tools = body.get("system"), body.get("tools")
+    choice, parallel = _decode_tool_choice(raw) if (raw := body.get("tool_choice")) else NO_CHOICE
     output_config = body.get("output_config") or {}
-    metadata = body.get("metadata") or {}
+    fmt, effort = output_config.get("format"), output_config.get("effort")
+    thinking = body.get("thinking")
+    metadata = body.get("metadata")
     return CanonicalRequest(
         model=model,
         messages=tuple(messages),
-        system=tuple(decode_system(body.get("system")) + folded),
-        tools=tuple(_decode_tool(t) for t in body.get("tools") or () if _is_client_tool(t)),
+        system=tuple(decode_system(system) + folded) if system is not None else tuple(folded),
+        tools=_decode_tools(tools) if tools else (),
         tool_choice=choice,
         parallel_tool_calls=parallel,
         sampling=Sampling(
@@ -130,20 +143,21 @@ def decode_request(body: Mapping[str, Any]) -> CanonicalRequest:
             temperature=body.get("temperature"),
             top_p=body.get("top_p"),
             top_k=body.get("top_k"),
-            stop=tuple(body.get("stop_sequences") or ()),
+            stop=tuple(stop) if (stop := body.get("stop_sequences")) else (),
         ),
-        response_format=_decode_format(output_config.get("format")),
-        reasoning=_decode_reasoning(body.get("thinking"), output_config.get("effort")),
+        response_format=_decode_format(fmt) if fmt else None,
+        reasoning=_decode_reasoning(thinking, effort) if thinking or effort else None,
         stream=bool(body.get("stream")),
         include_usage=True,
-        user=metadata.get("user_id"),
+        user=metadata.get("user_id") if metadata else None,
         source_format=FORMAT,
         extras=_decode_extras(body),
     )
 
 
-def _is_client_tool(t: Mapping[str, Any]) -> bool:
-    return t.get("type") in (None, "custom")
+def _decode_tools(tools: Any) -> tuple[Tool, ...]:
+    client = _CLIENT_TOOL_TYPES
+    return tuple(_decode_tool(t) for t in tools if t.get("type") in client)
 
 
 def _decode_tool(t: Mapping[str, Any]) -> Tool:
@@ -189,16 +203,15 @@ def _decode_reasoning(thinking: Any, effort: Any) -> Reasoning | None:
 
 def _decode_extras(body: Mapping[str, Any]) -> dict[str, Any]:
     extras = {k: v for k, v in body.items() if k not in _HANDLED and v is not None}
-    for parent, known in (
-        ("thinking", ("type", "budget_tokens")),
-        ("output_config", ("effort", "format")),
-        ("metadata", ("user_id",)),
-    ):
+    if _NESTED.isdisjoint(body):
+        return extras
+    for parent, known in _NESTED_KNOWN:
         for k, v in (body.get(parent) or {}).items():
             if k not in known and v is not None:
                 extras[f"{parent}.{k}"] = v
+    client = _CLIENT_TOOL_TYPES
     for t in body.get("tools") or ():
-        if not _is_client_tool(t):
+        if t.get("type") not in client:
             extras.setdefault(f"tools.{t.get('type')}", []).append(t)
     return extras
 

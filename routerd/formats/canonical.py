@@ -18,6 +18,10 @@ Conventions shared by every format module:
   `TranslationError` for anything left in `contract`.
 - Opaque reasoning data (signatures, redacted or encrypted blobs) carries its `origin` family and
   is only ever sent back to that family.
+- Canonical values are immutable: `@canonical` types are frozen dataclasses to the type checker
+  (mypy rejects any assignment to a field) and plain slotted dataclasses at run time, because a
+  frozen dataclass's `__init__` sets each field through `object.__setattr__`, which costs twice
+  as much per object on the request path. Build a changed copy with `dataclasses.replace`.
 """
 
 from __future__ import annotations
@@ -27,10 +31,20 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar, dataclass_transform
 
 JSON: TypeAlias = Any
 """A JSON-compatible value (dict, list, str, int, float, bool, None)."""
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def canonical(cls: type[_T]) -> type[_T]:
+    """A canonical type: keyword-only, slotted, compared and hashed by value like a frozen
+    dataclass, and read-only for the type checker; see the module docstring for why it is not
+    frozen at run time."""
+    return dataclass(slots=True, kw_only=True, unsafe_hash=True)(cls)
 
 
 class _EmptyMapping(Mapping[str, Any]):
@@ -73,13 +87,13 @@ class TranslationError(ValueError):
 # Content parts
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class TextPart:
     text: str
     extras: Mapping[str, Any] = EMPTY
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ImagePart:
     """An image given by URL or by base64 data with its media type."""
 
@@ -89,7 +103,7 @@ class ImagePart:
     extras: Mapping[str, Any] = EMPTY
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class DocumentPart:
     """A document (PDF or plain text): base64 `data`, plain `text`, a `url` or a `file_id`."""
 
@@ -106,7 +120,7 @@ class DocumentPart:
 ToolKind = Literal["function", "custom"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ToolCallPart:
     """A call the assistant made. `arguments` is a JSON string for function tools and the raw
     freeform input for custom tools."""
@@ -118,7 +132,7 @@ class ToolCallPart:
     extras: Mapping[str, Any] = EMPTY
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ThinkingPart:
     """Reasoning. `signature` verifies `text`; `data` is an opaque redacted/encrypted blob.
 
@@ -133,7 +147,7 @@ class ThinkingPart:
     extras: Mapping[str, Any] = EMPTY
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ToolResultPart:
     tool_call_id: str
     content: tuple[Part, ...] = ()
@@ -146,7 +160,7 @@ class ToolResultPart:
         return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class RawPart:
     """A block only its source format can express (e.g. an Anthropic `server_tool_use` or an
     OpenAI `input_audio` part), kept verbatim for an encoder of that `format`. Other encoders drop
@@ -165,7 +179,7 @@ Part: TypeAlias = (
 Role = Literal["user", "assistant", "tool"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class Message:
     """One turn. `tool` messages carry only `ToolResultPart`s; system text lives in
     `CanonicalRequest.system`."""
@@ -179,7 +193,7 @@ class Message:
 # Request
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class Tool:
     """A client tool: a function with a JSON-schema `parameters`, or a freeform custom tool
     (`format` is its optional grammar/format object, format-specific)."""
@@ -193,13 +207,13 @@ class Tool:
     extras: Mapping[str, Any] = EMPTY
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ToolChoice:
     mode: Literal["auto", "none", "required", "tool"]
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ResponseFormat:
     kind: Literal["text", "json_object", "json_schema"]
     name: str | None = None
@@ -208,7 +222,7 @@ class ResponseFormat:
     description: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class Reasoning:
     """Reasoning settings: `effort` (none|minimal|low|medium|high|xhigh|max), a thinking
     `budget_tokens`, and the thinking `mode` where the source says it explicitly."""
@@ -218,7 +232,7 @@ class Reasoning:
     mode: Literal["enabled", "adaptive", "disabled"] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class Sampling:
     max_tokens: int | None = None
     temperature: float | None = None
@@ -228,7 +242,7 @@ class Sampling:
     seed: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class CanonicalRequest:
     model: str
     messages: tuple[Message, ...]
@@ -260,7 +274,7 @@ class StopReason(enum.StrEnum):
     error = "error"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class Usage:
     """Token counts. `input_tokens` includes cached and cache-write tokens; `output_tokens`
     includes reasoning tokens."""
@@ -276,7 +290,7 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class CanonicalResponse:
     """A finished answer. `raw_stop_reason` keeps the source's own value (e.g. Anthropic
     `pause_turn`) so an encoder of the same format can restore it exactly."""
@@ -299,14 +313,14 @@ class CanonicalResponse:
 BlockKind = Literal["text", "tool_call", "thinking"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class MessageStart:
     id: str
     model: str
     usage: Usage | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class BlockStart:
     """A content block opens. Tool calls carry id/name/kind; a redacted thinking block carries its
     opaque `data` here (it has no deltas)."""
@@ -320,19 +334,19 @@ class BlockStart:
     origin: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class TextDelta:
     index: int
     text: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ToolArgsDelta:
     index: int
     partial_json: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class ThinkingDelta:
     """Reasoning text, or (with `signature` set and usually empty text) the block's signature."""
 
@@ -341,12 +355,12 @@ class ThinkingDelta:
     signature: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class BlockStop:
     index: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class MessageDelta:
     """The end of generation: stop reason and the cumulative usage of the whole request."""
 
@@ -356,12 +370,12 @@ class MessageDelta:
     raw_stop_reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class MessageStop:
     pass
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@canonical
 class StreamError:
     """An error reported inside a stream; `type` is the source's error type string."""
 
@@ -478,7 +492,8 @@ class ToolNameMap:
         raise ValueError(f"cannot map tool name {name!r}")  # pragma: no cover
 
     def to_wire(self, name: str) -> str:
-        return self.add(name)
+        wire = self._to_wire.get(name)  # registered already: the common case, one lookup
+        return wire if wire is not None else self.add(name)
 
     def from_wire(self, wire: str) -> str:
         """The canonical name for `wire`; names never registered come back unchanged."""

@@ -233,10 +233,12 @@ def encode_request(
     dropped: list[str] = []
     body: dict[str, Any] = {"model": req.model}
     body["messages"] = parts.encode_messages(req, names, dropped)
-    _encode_tools(req, names, body, dropped)
+    if req.tools or req.tool_choice is not None:
+        _encode_tools(req, names, body, dropped)
     _encode_sampling(req, body, dropped, max_tokens_field)
-    _encode_format(req, body)
-    effort = reasoning_effort(req.reasoning)
+    if req.response_format is not None:
+        _encode_format(req, body)
+    effort = reasoning_effort(req.reasoning) if req.reasoning is not None else None
     if effort is not None:
         if supports_reasoning:
             body["reasoning_effort"] = effort
@@ -255,7 +257,7 @@ def encode_request(
         _restore(body, req.contract)
     else:
         dropped.extend(req.extras)
-    return body, dedupe(dropped)
+    return body, dedupe(dropped) if dropped else dropped
 
 
 def _restore(body: dict[str, Any], fields: Mapping[str, Any]) -> None:
@@ -308,10 +310,12 @@ def _encode_sampling(
     s = req.sampling
     if s.max_tokens is not None:
         body[max_field] = s.max_tokens
-    for key in ("temperature", "top_p", "seed"):
-        value = getattr(s, key)
-        if value is not None:
-            body[key] = value
+    if s.temperature is not None:
+        body["temperature"] = s.temperature
+    if s.top_p is not None:
+        body["top_p"] = s.top_p
+    if s.seed is not None:
+        body["seed"] = s.seed
     if s.top_k is not None:
         dropped.append("top_k")
     if s.stop:

@@ -155,7 +155,9 @@ def decode_assistant_content(m: Mapping[str, Any], names: ToolNameMap | None) ->
         out.extend(TextPart(text=p.get("text") or p.get("refusal") or "") for p in content)
     if isinstance(m.get("refusal"), str) and m["refusal"]:
         out.append(TextPart(text=m["refusal"]))
-    out.extend(_tool_call(tc, names) for tc in m.get("tool_calls") or ())
+    tool_calls = m.get("tool_calls")
+    if tool_calls:
+        out.extend(_tool_call(tc, names) for tc in tool_calls)
     if m.get("function_call"):
         out.append(
             RawPart(
@@ -225,6 +227,11 @@ def encode_messages(
     if req.system:
         out.append({"role": "system", "content": _text_content(req.system, ctx, "system")})
     for msg in req.messages:
+        if msg.role == "user" and not msg.extras and len(msg.content) == 1:
+            only = msg.content[0]
+            if type(only) is TextPart and not only.extras:  # a plain text turn: a string
+                out.append({"role": "user", "content": only.text})
+                continue
         results = [p for p in msg.content if isinstance(p, ToolResultPart)]
         others = [p for p in msg.content if not isinstance(p, ToolResultPart)]
         out.extend(_tool_messages(results, ctx))
