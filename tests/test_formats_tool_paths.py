@@ -1,7 +1,8 @@
 """Agent-sized requests (many tools) take short paths through the codecs: a Messages tool of only
-name, description and schema is decoded without looking for extras, and `ToolNameMap` registers a
-strict-valid tool name as itself without the general `add`; these tests hold each short path to
-the result of the general one, on the recorded fixtures and edge cases."""
+name, description and schema is decoded without looking for extras, `ToolNameMap` registers a
+strict-valid tool name as itself without the general `add`, and the Chat encoder writes a function
+tool with a description and parameters and no `strict` directly; these tests hold each short path
+to the result of the general one, on the recorded fixtures and edge cases."""
 
 from __future__ import annotations
 
@@ -114,12 +115,13 @@ EDGE_NAMES: list[tuple[str, str]] = [
 ]
 
 
+def _with_tools(tools: tuple[Tool, ...]) -> CanonicalRequest:
+    hi = Message(role="user", content=(TextPart(text="hi"),))
+    return CanonicalRequest(model="m", messages=(hi,), tools=tools)
+
+
 def _request(tools: list[tuple[str, str]]) -> CanonicalRequest:
-    return CanonicalRequest(
-        model="m",
-        messages=(Message(role="user", content=(TextPart(text="hi"),)),),
-        tools=tuple(Tool(name=n, kind=k) for n, k in tools),  # type: ignore[arg-type]
-    )
+    return _with_tools(tuple(Tool(name=n, kind=k) for n, k in tools))  # type: ignore[arg-type]
 
 
 def _taken_wire_name() -> list[tuple[str, str]]:
@@ -150,3 +152,42 @@ def test_a_valid_name_taken_as_a_wire_name_is_given_its_own() -> None:
     taken = tools[1][0]
     assert names.to_wire("a.b") == taken and names.to_wire(taken) != taken
     assert names.from_wire(names.to_wire(taken)) == taken and names.kind(taken) == "custom"
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI Chat tools
+
+EDGE_CANONICAL_TOOLS = (
+    Tool(name="plain", description="d", parameters=SCHEMA),
+    Tool(name="empty", description="", parameters={}),
+    Tool(name="no_text", parameters=SCHEMA),
+    Tool(name="no_params", description="d"),
+    Tool(name="strict", description="d", parameters=SCHEMA, strict=True),
+    Tool(name="loose", description="d", parameters=SCHEMA, strict=False),
+    Tool(name="apply_patch", description="d", kind="custom", format={"type": "grammar"}),
+    Tool(name="mcp.search", description="d", parameters=SCHEMA, extras={"x": 1}),
+)
+
+
+@pytest.mark.parametrize("name", [*sorted(BODIES), "canonical_edges"])
+def test_chat_tools_encode_like_the_general_path(name: str) -> None:
+    if name == "canonical_edges":
+        req = _with_tools(EDGE_CANONICAL_TOOLS)
+    else:
+        req = am.decode_request(BODIES[name])
+    names = ToolNameMap.for_request(req)
+    body, dropped = openai_chat.encode_request(req, names=names)
+    assert body["tools"] == [openai_chat._encode_tool(t, names) for t in req.tools]
+    extras = [f"tools.{k}" for t in req.tools for k in t.extras]
+    extras += [k for k in req.extras if k.startswith("tools.")]  # server tools come last
+    assert [d for d in dropped if d.startswith("tools.")] == list(dict.fromkeys(extras))
+
+
+def test_chat_tool_parameters_are_a_copy() -> None:
+    body, _ = openai_chat.encode_request(_with_tools(EDGE_CANONICAL_TOOLS))
+    assert body["tools"][0] == {
+        "type": "function",
+        "function": {"name": "plain", "description": "d", "parameters": SCHEMA},
+    }
+    assert body["tools"][0]["function"]["parameters"] is not SCHEMA
+    assert body["tools"][7]["function"]["name"] != "mcp.search"
