@@ -1,12 +1,14 @@
-"""Agent-sized requests (many tools) take short paths through the codecs: a Messages tool of only
-name, description and schema is decoded without looking for extras, `ToolNameMap` registers a
-strict-valid tool name as itself without the general `add`, and the Chat encoder writes a function
-tool with a description and parameters and no `strict` directly; these tests hold each short path
-to the result of the general one, on the recorded fixtures and edge cases."""
+"""Agent-sized requests (many tools, long system prompts) take short paths through the codecs:
+a Messages tool of only name, description and schema is decoded without looking for extras,
+`ToolNameMap` registers a strict-valid tool name as itself without the general `add`, the Chat
+encoder writes a function tool with a description and parameters and no `strict` directly and
+skips the extras of parts and turns that hold the shared empty mapping; these tests hold each
+short path to the result of the general one, on the recorded fixtures and edge cases."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,16 @@ import pytest
 
 from routerd.formats import anthropic_messages as am
 from routerd.formats import openai_chat
-from routerd.formats.canonical import CanonicalRequest, Message, TextPart, Tool, ToolNameMap
+from routerd.formats.canonical import (
+    EMPTY,
+    CanonicalRequest,
+    Message,
+    Part,
+    TextPart,
+    Tool,
+    ToolNameMap,
+    ToolResultPart,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -191,3 +202,124 @@ def test_chat_tool_parameters_are_a_copy() -> None:
     }
     assert body["tools"][0]["function"]["parameters"] is not SCHEMA
     assert body["tools"][7]["function"]["name"] != "mcp.search"
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI Chat messages: parts and turns without extras
+
+
+def _unshared(part: Part) -> Part:
+    """The part with an empty dict of its own instead of the shared EMPTY (the general path)."""
+    if isinstance(part, ToolResultPart):
+        part = dataclasses.replace(part, content=tuple(_unshared(p) for p in part.content))
+    if getattr(part, "extras", None) is EMPTY:
+        return dataclasses.replace(part, extras={})  # type: ignore[call-arg]
+    return part
+
+
+def unshared(req: CanonicalRequest) -> CanonicalRequest:
+    messages = tuple(
+        dataclasses.replace(
+            m,
+            content=tuple(_unshared(p) for p in m.content),
+            extras={} if m.extras is EMPTY else m.extras,
+        )
+        for m in req.messages
+    )
+    system = tuple(_unshared(p) for p in req.system)
+    return dataclasses.replace(req, messages=messages, system=system)  # type: ignore[arg-type]
+
+
+EDGE_TURNS: dict[str, Any] = {
+    "model": "m",
+    "max_tokens": 100,
+    "system": [{"type": "text", "text": "one"}, {"type": "text", "text": "two", "x": 1}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+        {"role": "assistant", "content": "ok", "x-hint": 1},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "calling", "y": 5},
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}, "x": 2},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "r", "x": 3},
+                {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True, "content": []},
+                {"type": "text", "text": "and", "cache_control": {"type": "ephemeral"}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "text", "text": "solo", "x": 4}]},
+    ],
+}
+CHAT_BODIES = {
+    "tools": fixture_body("formats/openai_chat_request_tools.json"),
+    "named": {
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "s", "x": 1}]},
+            {"role": "user", "content": "hi", "name": "bob"},
+            {"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]},
+            {"role": "assistant", "content": "ok", "name": "eve"},
+        ],
+    },
+}
+
+
+def _decoded() -> dict[str, CanonicalRequest]:
+    out = {name: am.decode_request(body) for name, body in BODIES.items()}
+    out["edge_turns"] = am.decode_request(EDGE_TURNS)
+    out.update({f"chat_{n}": openai_chat.decode_request(b) for n, b in CHAT_BODIES.items()})
+    return out
+
+
+@pytest.mark.parametrize("name", [*sorted(BODIES), "edge_turns", "chat_tools", "chat_named"])
+def test_chat_messages_without_extras_encode_like_the_general_path(name: str) -> None:
+    req = _decoded()[name]
+    general = unshared(req)
+    assert general.messages[0].extras is not EMPTY
+    assert openai_chat.encode_request(req) == openai_chat.encode_request(general)
+
+
+def test_edge_turns_reach_openai_with_their_extras_reported() -> None:
+    body, dropped = openai_chat.encode_request(am.decode_request(EDGE_TURNS))
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "one"},
+        {"type": "text", "text": "two"},
+    ]
+    assert body["messages"][1] == {
+        "role": "user",
+        "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+    }
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+    assert body["messages"][2:] == [
+        {"role": "assistant", "content": "ok"},
+        {"role": "assistant", "content": "calling", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "r"},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": ""},
+        {"role": "user", "content": "and"},
+        {"role": "user", "content": "solo"},
+    ]
+    assert dropped == [
+        "system.x",
+        "messages.x-hint",
+        "messages.content.y",
+        "messages.content.x",
+        "messages.x",
+        "messages.content.is_error",
+        "messages.content.cache_control",
+    ]
+
+
+def test_same_format_extras_are_kept() -> None:
+    body, dropped = openai_chat.encode_request(_decoded()["chat_named"])
+    assert dropped == []
+    assert body["messages"] == [
+        {"role": "system", "content": [{"type": "text", "text": "s", "x": 1}]},
+        {"role": "user", "content": "hi", "name": "bob"},
+        {"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]},
+        {"role": "assistant", "content": "ok", "name": "eve"},
+    ]
