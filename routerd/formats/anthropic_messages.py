@@ -30,6 +30,7 @@ from routerd.formats.anthropic_response import (
     encode_usage,
 )
 from routerd.formats.canonical import (
+    EMPTY,
     CanonicalRequest,
     Reasoning,
     ResponseFormat,
@@ -104,6 +105,8 @@ _NESTED_KNOWN = (
 _NESTED = frozenset({"thinking", "output_config", "metadata", "tools"})
 NO_CHOICE: tuple[ToolChoice | None, bool | None] = (None, None)
 _TOOL_FIELDS = frozenset({"name", "description", "input_schema", "strict", "type"})
+# a tool of only these fields (the usual client tool) is decoded without looking for extras
+_PLAIN_TOOL_FIELDS = frozenset({"name", "description", "input_schema", "type"})
 _CLIENT_TOOL_TYPES = (None, "custom")  # a tuple: a malformed, unhashable `type` is not one
 _CUSTOM_INPUT_SCHEMA = {
     "type": "object",
@@ -156,8 +159,19 @@ def decode_request(body: Mapping[str, Any]) -> CanonicalRequest:
 
 
 def _decode_tools(tools: Any) -> tuple[Tool, ...]:
-    client = _CLIENT_TOOL_TYPES
-    return tuple(_decode_tool(t) for t in tools if t.get("type") in client)
+    client, plain = _CLIENT_TOOL_TYPES, _PLAIN_TOOL_FIELDS
+    out: list[Tool] = []
+    for t in tools:
+        if t.get("type") not in client:
+            continue  # a server tool: an extra
+        if t.keys() <= plain:  # no `strict`, no extras: the fields are read directly
+            tool = Tool(
+                name=t["name"], description=t.get("description"), parameters=t.get("input_schema")
+            )
+        else:
+            tool = _decode_tool(t)
+        out.append(tool)
+    return tuple(out)
 
 
 def _decode_tool(t: Mapping[str, Any]) -> Tool:
@@ -167,7 +181,7 @@ def _decode_tool(t: Mapping[str, Any]) -> Tool:
         description=t.get("description"),
         parameters=t.get("input_schema"),
         strict=t.get("strict"),
-        extras=extras,
+        extras=extras or EMPTY,
     )
 
 

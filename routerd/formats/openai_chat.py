@@ -13,6 +13,7 @@ from typing import Any
 
 from routerd.formats import openai_chat_parts as parts
 from routerd.formats.canonical import (
+    EMPTY,
     CanonicalRequest,
     CanonicalResponse,
     Part,
@@ -275,8 +276,10 @@ def _encode_tools(
     req: CanonicalRequest, names: ToolNameMap, body: dict[str, Any], dropped: list[str]
 ) -> None:
     if req.tools:
-        body["tools"] = [_encode_tool(t, names) for t in req.tools]
-        dropped.extend(f"tools.{k}" for t in req.tools for k in t.extras)
+        body["tools"] = _encode_tool_list(req.tools, names)
+        for t in req.tools:
+            if t.extras is not EMPTY:  # the shared empty mapping: nothing to report
+                dropped.extend(f"tools.{k}" for k in t.extras)
     choice = req.tool_choice
     if choice is not None:
         if choice.mode != "tool":
@@ -287,6 +290,21 @@ def _encode_tools(
             body["tool_choice"] = {"type": kind, kind: {"name": name}}
     if req.parallel_tool_calls is not None and req.tools:
         body["parallel_tool_calls"] = req.parallel_tool_calls
+
+
+def _encode_tool_list(tools: Sequence[Tool], names: ToolNameMap) -> list[dict[str, Any]]:
+    """`_encode_tool` of each tool; a function tool with a description and parameters and no
+    `strict` (the usual agent tool) is written here directly."""
+    out: list[dict[str, Any]] = []
+    to_wire = names.to_wire
+    for t in tools:
+        params, text = t.parameters, t.description
+        if params is None or text is None or t.strict is not None or t.kind != "function":
+            out.append(_encode_tool(t, names))
+            continue
+        spec = {"name": to_wire(t.name), "description": text, "parameters": dict(params)}
+        out.append({"type": "function", "function": spec})
+    return out
 
 
 def _encode_tool(tool: Tool, names: ToolNameMap) -> dict[str, Any]:

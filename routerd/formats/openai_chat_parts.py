@@ -227,19 +227,23 @@ def encode_messages(
     if req.system:
         out.append({"role": "system", "content": _text_content(req.system, ctx, "system")})
     for msg in req.messages:
-        if msg.role == "user" and not msg.extras and len(msg.content) == 1:
+        # `is EMPTY` first: the shared empty mapping is told apart without calling its __len__
+        if msg.role == "user" and len(msg.content) == 1 and (msg.extras is EMPTY or not msg.extras):
             only = msg.content[0]
-            if type(only) is TextPart and not only.extras:  # a plain text turn: a string
+            # a plain text turn: a string
+            if type(only) is TextPart and (only.extras is EMPTY or not only.extras):
                 out.append({"role": "user", "content": only.text})
                 continue
         results = [p for p in msg.content if isinstance(p, ToolResultPart)]
         others = [p for p in msg.content if not isinstance(p, ToolResultPart)]
-        out.extend(_tool_messages(results, ctx))
+        if results:
+            out.extend(_tool_messages(results, ctx))
         if msg.role == "assistant":
             out.append(_assistant_message(others, msg, ctx))
         elif others:
             user: dict[str, Any] = {"role": "user", "content": _user_content(others, ctx)}
-            ctx.extras(user, msg.extras, "messages")
+            if msg.extras is not EMPTY:
+                ctx.extras(user, msg.extras, "messages")
             out.append(user)
     return out
 
@@ -247,13 +251,18 @@ def encode_messages(
 def _text_content(
     text_parts: Sequence[TextPart], ctx: _Ctx, where: str = "messages.content"
 ) -> str | list[dict[str, Any]]:
-    if len(text_parts) == 1 and not (ctx.same and text_parts[0].extras):
-        ctx.extras({}, text_parts[0].extras, where)
-        return text_parts[0].text
+    if len(text_parts) == 1:
+        extras = text_parts[0].extras
+        if extras is EMPTY:
+            return text_parts[0].text
+        if not (ctx.same and extras):
+            ctx.extras({}, extras, where)
+            return text_parts[0].text
     out: list[dict[str, Any]] = []
     for p in text_parts:
         part: dict[str, Any] = {"type": "text", "text": p.text}
-        ctx.extras(part, p.extras, where)
+        if p.extras is not EMPTY:
+            ctx.extras(part, p.extras, where)
         out.append(part)
     return out
 
@@ -325,7 +334,8 @@ def _tool_messages(results: Sequence[ToolResultPart], ctx: _Ctx) -> list[dict[st
         out.append({"role": "tool", "tool_call_id": r.tool_call_id, "content": content})
         if r.is_error:
             ctx.dropped.append("messages.content.is_error")
-        ctx.extras(out[-1], r.extras, "messages")
+        if r.extras is not EMPTY:
+            ctx.extras(out[-1], r.extras, "messages")
     if media:
         out.append({"role": "user", "content": _user_content(media, ctx)})
     return out
@@ -338,10 +348,12 @@ def _assistant_message(content: Sequence[Part], msg: Message, ctx: _Ctx) -> dict
     for p in content:
         if isinstance(p, TextPart):
             texts.append(p.text)
-            ctx.extras({}, p.extras, "messages.content")
+            if p.extras is not EMPTY:
+                ctx.extras({}, p.extras, "messages.content")
         elif isinstance(p, ToolCallPart):
             calls.append(encode_tool_call(p, ctx.names))
-            ctx.extras({}, p.extras, "messages.content")
+            if p.extras is not EMPTY:
+                ctx.extras({}, p.extras, "messages.content")
         elif isinstance(p, RawPart):
             raw = raw_part(p, FORMAT, ctx.dropped)
             out.update(raw or {})
@@ -350,7 +362,8 @@ def _assistant_message(content: Sequence[Part], msg: Message, ctx: _Ctx) -> dict
     out["content"] = "".join(texts) if texts else None
     if calls:
         out["tool_calls"] = calls
-    ctx.extras(out, msg.extras, "messages")
+    if msg.extras is not EMPTY:
+        ctx.extras(out, msg.extras, "messages")
     return out
 
 
