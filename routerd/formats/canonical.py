@@ -459,8 +459,8 @@ class ToolNameMap:
     def for_request(cls, req: CanonicalRequest) -> ToolNameMap:
         """Register every tool name `req` mentions: tools, tool choice and past tool calls."""
         names = cls()
-        if req.tools:
-            names._add_tools(req.tools)
+        for tool in req.tools:
+            names.add(tool.name, tool.kind)
         if req.tool_choice is not None and req.tool_choice.name:
             names.add(req.tool_choice.name)
         for msg in req.messages:
@@ -479,19 +479,6 @@ class ToolNameMap:
             self._to_wire[name] = wire
             self._from_wire[wire] = name
         return wire
-
-    def _add_tools(self, tools: Iterable[Tool]) -> None:
-        """`add(tool.name, tool.kind)` for each tool; a strict-valid name not taken as another's
-        wire name (the usual tool) is registered as itself without the call."""
-        to_wire, from_wire, kinds = self._to_wire, self._from_wire, self._kinds
-        valid = self._pattern
-        for tool in tools:
-            name = tool.name
-            if name in to_wire or not valid.match(name) or name in from_wire:
-                self.add(name, tool.kind)
-                continue
-            kinds[name] = tool.kind  # set only with its wire name: absent here too
-            to_wire[name] = from_wire[name] = name
 
     def _make_wire(self, name: str) -> str:
         if self._pattern.match(name) and name not in self._from_wire:
